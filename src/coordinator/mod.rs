@@ -1,0 +1,23 @@
+//! The concurrency core.
+//!
+//! ```text
+//!  HTTP handler ──Registry::dispatch──▶ KeyActor (one per key, mailbox = order)
+//!                                         │ check If-Match, commit (CAS), bump: one atomic step
+//!                                         │ stale or failed ──PersistDraft──▶ DraftActor (batches)
+//!  HTTP handler ◀──────── oneshot reply ──┴──────────────────────────────────────┘
+//! ```
+//!
+//! Replies travel on a oneshot channel inside the message, and messages are
+//! delivered with `do_send`: actix skips a `send` whose caller has gone away,
+//! but a `do_send` message is always handled. So a client that disconnects
+//! mid-request can never cancel a write halfway or lose its draft.
+
+mod draft_actor;
+mod key_actor;
+mod messages;
+mod registry;
+
+pub use draft_actor::{DraftActor, PersistDraft};
+pub use key_actor::KeyActor;
+pub use messages::{SubmitDraft, SubmitOutcome, Write, WriteOutcome};
+pub use registry::Registry;

@@ -1,0 +1,94 @@
+//! Finds (or starts) the actor of a key. The map is a `DashMap` so lookups of
+//! different keys do not contend on one lock.
+
+use super::draft_actor::DraftActor;
+use super::key_actor::KeyActor;
+use crate::domain::StorageKey;
+use crate::store::Store;
+use actix::prelude::*;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    actors: DashMap<StorageKey, Slot>,
+    store: Store,
+    drafts: Addr<DraftActor>,
+    idle_timeout: Duration,
+}
+
+struct Slot {
+    addr: Addr<KeyActor>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Registry {
+    pub fn new(store: Store, drafts: Addr<DraftActor>, idle_timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                actors: DashMap::new(),
+                store,
+                drafts,
+                idle_timeout,
+            }),
+        }
+    }
+
+    /// Delivers `message` to the key's actor, starting one when there is none.
+    /// `do_send` is used on purpose: the message is handled even if the
+    /// caller stops waiting for the reply (see the module docs).
+    pub fn dispatch<M>(&self, key: &StorageKey, message: M)
+    where
+        M: Message<Result = ()> + Send + 'static,
+        KeyActor: Handler<M>,
+    {
+        let mut slot = self
+            .inner
+            .actors
+            .entry(key.clone())
+            .or_insert_with(|| self.start_actor(key));
+        if !slot.addr.connected() {
+            *slot = self.start_actor(key);
+        }
+        slot.in_flight.fetch_add(1, Ordering::AcqRel);
+        slot.addr.do_send(message);
+    }
+
+    fn start_actor(&self, key: &StorageKey) -> Slot {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let actor = KeyActor::new(
+            key.clone(),
+            self.inner.store.clone(),
+            self.inner.drafts.clone(),
+            self.clone(),
+            in_flight.clone(),
+            self.inner.idle_timeout,
+        );
+        Slot {
+            addr: actor.start(),
+            in_flight,
+        }
+    }
+
+    /// Removes the key's actor if it is the one holding `in_flight` and has no
+    /// message pending. Runs under the map's shard lock, like `dispatch`.
+    pub(super) fn evict_if_idle(&self, key: &StorageKey, in_flight: &Arc<AtomicUsize>) -> bool {
+        self.inner
+            .actors
+            .remove_if(key, |_, slot| {
+                Arc::ptr_eq(&slot.in_flight, in_flight) && slot.in_flight.load(Ordering::Acquire) == 0
+            })
+            .is_some()
+    }
+
+    /// Key actors alive now.
+    pub fn live_actors(&self) -> usize {
+        self.inner.actors.len()
+    }
+}

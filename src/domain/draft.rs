@@ -1,0 +1,80 @@
+//! A draft (`pending_storage_saves` row): a payload the coordinator did not
+//! commit, kept so its owner can recover it.
+
+use super::merge::record_count;
+use super::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DraftReason {
+    /// The write's precondition was stale: someone else committed first.
+    Conflict,
+    /// The write was valid but could not be committed on our side.
+    WriteFailed,
+}
+
+impl DraftReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DraftReason::Conflict => "conflict",
+            DraftReason::WriteFailed => "write_failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "conflict" => Some(DraftReason::Conflict),
+            "write_failed" => Some(DraftReason::WriteFailed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Draft {
+    pub id: String,
+    pub key: String,
+    pub username: String,
+    pub reason: DraftReason,
+    /// The exact `If-Match` header the write carried, if any.
+    pub if_match: Option<String>,
+    /// The version the payload was based on; `None` when the client named no
+    /// version we can resolve (then a submit merges against an empty base).
+    pub base_version: Option<i64>,
+    /// The key's version when the draft was made; `None` if the key did not exist.
+    pub current_version: Option<i64>,
+    pub transaction_id: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub payload: Value,
+}
+
+impl Draft {
+    /// Records in the payload, when it is an array (the runbook's `incomingCount`).
+    pub fn incoming_count(&self) -> Option<usize> {
+        record_count(&self.payload)
+    }
+}
+
+/// A draft as the API shows it: the row plus its record count.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DraftView<'a> {
+    #[serde(flatten)]
+    pub draft: &'a Draft,
+    pub incoming_count: Option<usize>,
+}
+
+impl<'a> From<&'a Draft> for DraftView<'a> {
+    fn from(draft: &'a Draft) -> Self {
+        Self {
+            draft,
+            incoming_count: draft.incoming_count(),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The HTTP API: one module per resource, one error type, the routes here.
+
+mod admin;
+mod auth;
+mod body;
+mod drafts;
+pub mod error;
+mod extract;
+mod middleware;
+mod state;
+mod storage;
+
+pub use error::ApiError;
+pub use middleware::request_context;
+pub use state::AppState;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Every route of the service.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .service(resource("/login").route(web::post().to(auth::login)))
+            .service(
+                resource("/storage/{key}")
+                    .route(web::get().to(storage::get_value))
+                    .route(web::put().to(storage::put_value)),
+            )
+            .service(resource("/drafts").route(web::get().to(drafts::list_mine)))
+            .service(resource("/drafts/submit-all").route(web::post().to(drafts::submit_all_mine)))
+            .service(
+                resource("/drafts/{id}")
+                    .route(web::get().to(drafts::get_mine))
+                    .route(web::delete().to(drafts::delete_mine)),
+            )
+            .service(resource("/drafts/{id}/submit").route(web::post().to(drafts::submit_mine)))
+            .service(resource("/admin/users").route(web::post().to(admin::create_user)))
+            .service(resource("/admin/drafts").route(web::get().to(drafts::list_all)))
+            .service(resource("/admin/drafts/stats").route(web::get().to(drafts::stats)))
+            .service(resource("/admin/drafts/{id}").route(web::delete().to(drafts::delete_any)))
+            .service(resource("/admin/drafts/{id}/submit").route(web::post().to(drafts::submit_any))),
+    )
+    .default_service(web::to(not_found));
+}
+
+/// A resource whose unknown methods answer 405 in our JSON error shape.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Headers every response carries: no sniffing, no framing, no caching of
+/// API answers, no referrer leaks.
+pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::CACHE_CONTROL, "no-store"))
+        .add((header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"))
+}

@@ -1,0 +1,11 @@
+use crate::coordinator::Registry;
+use crate::store::Store;
+use std::time::Duration;
+
+/// What every handler can reach, shared by all workers.
+pub struct AppState {
+    pub store: Store,
+    pub registry: Registry,
+    pub max_body_bytes: usize,
+    pub token_ttl: Duration,
+}

@@ -1,0 +1,124 @@
+//! The database: the one place that holds SQL. One `Store` serves both
+//! backends; each query is written once in SQL that SQLite and PostgreSQL both
+//! accept (`$1` placeholders, `ON CONFLICT`), and `with_pool!` runs it on
+//! whichever pool is configured.
+
+mod drafts;
+mod storage;
+mod users;
+
+pub use drafts::{DraftFilter, DraftStats};
+pub use storage::{Commit, CommitOutcome, StoredValue};
+pub use users::{NewUserOutcome, SessionUser};
+
+use anyhow::Context;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Runs `$body` with `$pool` bound to the configured pool. The body is
+/// compiled once per backend, so each gets its own native types.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+pub type StoreResult<T> = Result<T, sqlx::Error>;
+
+impl Store {
+    /// Opens (and for SQLite, creates) the database named by `url`.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .context("connecting to PostgreSQL")?;
+            Backend::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = sqlite_options(url)?;
+            if let Some(dir) = options.get_filename().parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating the database directory {}", dir.display()))?;
+                }
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .context("opening the SQLite database")?;
+            Backend::Sqlite(pool)
+        } else {
+            anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://");
+        };
+        Ok(Self { backend })
+    }
+
+    /// Applies the migrations of this backend that are not applied yet.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+        }
+        .context("applying database migrations")
+    }
+
+    /// The SQLite database file, when the backend is SQLite.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Some(pool.connect_options().get_filename().to_path_buf()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Every acknowledged write must survive a crash or power cut: WAL with
+/// `synchronous=FULL` flushes the log on every commit. The busy timeout lets
+/// the key actors' and the draft actor's transactions queue for SQLite's
+/// single writer lock instead of failing.
+fn sqlite_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
+    Ok(SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("reading the SQLite URL {url}"))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true))
+}
+
+/// Where the generated admin password goes: beside the database file.
+pub fn admin_password_path(database_file: &Path) -> PathBuf {
+    database_file.with_file_name("admin-password")
+}

@@ -1,0 +1,169 @@
+use super::{with_pool, Store, StoreResult};
+use crate::domain::Timestamp;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// A key's committed value as the database holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredValue {
+    pub value: Value,
+    pub version: i64,
+    pub updated_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct StorageRow {
+    value: String,
+    version: i64,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<StorageRow> for StoredValue {
+    type Error = sqlx::Error;
+    fn try_from(row: StorageRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            value: parse_stored_json(&row.value)?,
+            version: row.version,
+            updated_at: Timestamp::from_datetime(row.updated_at),
+        })
+    }
+}
+
+pub(super) fn parse_stored_json(text: &str) -> Result<Value, sqlx::Error> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// One new version of a key, to be written as a compare-and-set.
+#[derive(Debug)]
+pub struct Commit<'a> {
+    pub key: &'a str,
+    /// The version the writer judged against; `None` when the key must not exist yet.
+    pub expected_version: Option<i64>,
+    pub value: &'a Value,
+    pub updated_at: Timestamp,
+    pub username: &'a str,
+    pub transaction_id: &'a str,
+    /// A draft this commit recovers: deleted in the same transaction, so a
+    /// draft is never both applied and still pending.
+    pub consumes_draft: Option<&'a str>,
+}
+
+impl Commit<'_> {
+    pub fn new_version(&self) -> i64 {
+        self.expected_version.unwrap_or(0) + 1
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The database's version is not the expected one: another writer (in
+    /// another process) committed first. Nothing was written.
+    VersionMoved,
+    /// The draft to consume is gone (discarded or already submitted). Nothing was written.
+    DraftGone,
+}
+
+impl Store {
+    pub async fn load_value(&self, key: &str) -> StoreResult<Option<StoredValue>> {
+        let row: Option<StorageRow> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT value, version, updated_at FROM storage WHERE key = $1",
+        )
+        .bind(key)
+        .fetch_optional(pool)
+        .await?);
+        row.map(StoredValue::try_from).transpose()
+    }
+
+    /// Writes `commit` if and only if the key is still at `expected_version`,
+    /// together with its history row, in one transaction.
+    pub async fn commit(&self, commit: &Commit<'_>) -> StoreResult<CommitOutcome> {
+        let value = commit.value.to_string();
+        let record_count = commit.value.as_array().map(|a| a.len() as i64);
+        let updated_at = commit.updated_at.as_datetime();
+        let new_version = commit.new_version();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let written = match commit.expected_version {
+                Some(expected) => sqlx::query(
+                    "UPDATE storage SET value = $1, version = $2, updated_at = $3, updated_by = $4, \
+                     transaction_id = $5 WHERE key = $6 AND version = $7",
+                )
+                .bind(&value)
+                .bind(new_version)
+                .bind(updated_at)
+                .bind(commit.username)
+                .bind(commit.transaction_id)
+                .bind(commit.key)
+                .bind(expected),
+                None => sqlx::query(
+                    "INSERT INTO storage (value, version, updated_at, updated_by, transaction_id, key) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(&value)
+                .bind(new_version)
+                .bind(updated_at)
+                .bind(commit.username)
+                .bind(commit.transaction_id)
+                .bind(commit.key),
+            }
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if written != 1 {
+                tx.rollback().await?;
+                return Ok(CommitOutcome::VersionMoved);
+            }
+            sqlx::query(
+                "INSERT INTO storage_history (key, version, value, record_count, updated_at, username, transaction_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(commit.key)
+            .bind(new_version)
+            .bind(&value)
+            .bind(record_count)
+            .bind(updated_at)
+            .bind(commit.username)
+            .bind(commit.transaction_id)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(draft_id) = commit.consumes_draft {
+                let deleted = sqlx::query("DELETE FROM pending_storage_saves WHERE id = $1")
+                    .bind(draft_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted != 1 {
+                    tx.rollback().await?;
+                    return Ok(CommitOutcome::DraftGone);
+                }
+            }
+            tx.commit().await?;
+            Ok(CommitOutcome::Committed)
+        })
+    }
+
+    /// The value of `key` at `version`, from history.
+    pub async fn history_value(&self, key: &str, version: i64) -> StoreResult<Option<Value>> {
+        let text: Option<String> = with_pool!(self, pool => sqlx::query_scalar(
+            "SELECT value FROM storage_history WHERE key = $1 AND version = $2",
+        )
+        .bind(key)
+        .bind(version)
+        .fetch_optional(pool)
+        .await?);
+        text.as_deref().map(parse_stored_json).transpose()
+    }
+
+    /// The version of `key` whose `updatedAt` was `at`, for clients that
+    /// version by time.
+    pub async fn version_at(&self, key: &str, at: Timestamp) -> StoreResult<Option<i64>> {
+        with_pool!(self, pool => sqlx::query_scalar(
+            "SELECT version FROM storage_history WHERE key = $1 AND updated_at = $2",
+        )
+        .bind(key)
+        .bind(at.as_datetime())
+        .fetch_optional(pool)
+        .await)
+    }
+}
