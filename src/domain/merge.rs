@@ -150,6 +150,34 @@ pub fn diff_records(before: &Value, after: &Value) -> Option<RecordDiff> {
     Some(diff)
 }
 
+/// What submitting a draft would do to the current value: when it merges,
+/// the records it would add, change and remove; when it does not, the
+/// draft's own changes (against its base) and the ids in conflict.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubmitPreview {
+    pub mergeable: bool,
+    #[serde(flatten)]
+    pub diff: RecordDiff,
+    pub conflicting_ids: Vec<Value>,
+}
+
+pub fn preview_submit(base: Option<&Value>, theirs: Option<&Value>, ours: &Value) -> SubmitPreview {
+    let empty = Value::Array(Vec::new());
+    match three_way_merge(base, theirs, ours) {
+        Ok(merged) => SubmitPreview {
+            mergeable: true,
+            diff: diff_records(theirs.unwrap_or(&empty), &merged).unwrap_or_default(),
+            conflicting_ids: Vec::new(),
+        },
+        Err(conflict) => SubmitPreview {
+            mergeable: false,
+            diff: diff_records(base.unwrap_or(&empty), ours).unwrap_or_default(),
+            conflicting_ids: conflict.conflicting_ids().to_vec(),
+        },
+    }
+}
+
 /// An array of objects, each with a unique string or number `id`.
 struct Records<'a> {
     ordered: Vec<(&'a Value, &'a Value)>,
@@ -286,6 +314,24 @@ mod tests {
     fn string_and_number_ids_are_distinct() {
         let merged = three_way_merge(Some(&json!([])), Some(&json!([{"id": 1}])), &json!([{"id": "1"}])).unwrap();
         assert_eq!(merged, json!([{"id": 1}, {"id": "1"}]));
+    }
+
+    #[test]
+    fn a_preview_shows_what_a_submit_would_do_to_the_current_value() {
+        let base = json!([rec("a", "1")]);
+        let theirs = json!([rec("a", "1"), rec("t", "theirs")]);
+        let ours = json!([rec("a", "2"), rec("o", "ours")]);
+        let preview = preview_submit(Some(&base), Some(&theirs), &ours);
+        assert!(preview.mergeable);
+        assert_eq!(preview.diff.added, vec![json!("o")]);
+        assert_eq!(preview.diff.changed, vec![json!("a")]);
+        assert!(preview.diff.removed.is_empty(), "their record t must not show as removed");
+
+        let theirs = json!([rec("a", "3")]);
+        let preview = preview_submit(Some(&base), Some(&theirs), &ours);
+        assert!(!preview.mergeable);
+        assert_eq!(preview.conflicting_ids, vec![json!("a")]);
+        assert_eq!(preview.diff.added, vec![json!("o")]);
     }
 
     #[test]

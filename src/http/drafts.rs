@@ -7,6 +7,7 @@ use super::extract::{AdminUser, AuthenticatedUser, TransactionId};
 use super::state::AppState;
 use crate::coordinator::{SubmitDraft, SubmitOutcome};
 use crate::domain::draft::{Draft, DraftView};
+use crate::domain::merge::preview_submit;
 use crate::domain::{DraftReason, StorageKey};
 use crate::store::DraftFilter;
 use actix_web::{web, HttpResponse};
@@ -45,7 +46,32 @@ pub async fn get_mine(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let draft = find_draft(&state, &id, Some(&user.username)).await?;
-    Ok(HttpResponse::Ok().json(DraftView::from(&draft)))
+    detail(&state, &draft).await
+}
+
+pub async fn get_any(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let draft = find_draft(&state, &id, None).await?;
+    detail(&state, &draft).await
+}
+
+/// The draft with a preview of its submit against the current value (a
+/// read-only merge; the real one happens in the key's actor).
+async fn detail(state: &AppState, draft: &Draft) -> Result<HttpResponse, ApiError> {
+    let current = state.store.load_value(&draft.key).await?;
+    let base = match draft.base_version {
+        Some(version) => state.store.history_value(&draft.key, version).await?,
+        None => None,
+    };
+    let preview = preview_submit(base.as_ref(), current.as_ref().map(|c| &c.value), &draft.payload);
+    Ok(HttpResponse::Ok().json(json!({
+        "draft": DraftView::from(draft),
+        "currentVersion": current.as_ref().map(|c| c.version),
+        "diff": preview,
+    })))
 }
 
 pub async fn submit_mine(

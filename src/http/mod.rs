@@ -38,7 +38,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(resource("/admin/users").route(web::post().to(admin::create_user)))
             .service(resource("/admin/drafts").route(web::get().to(drafts::list_all)))
             .service(resource("/admin/drafts/stats").route(web::get().to(drafts::stats)))
-            .service(resource("/admin/drafts/{id}").route(web::delete().to(drafts::delete_any)))
+            .service(
+                resource("/admin/drafts/{id}")
+                    .route(web::get().to(drafts::get_any))
+                    .route(web::delete().to(drafts::delete_any)),
+            )
             .service(resource("/admin/drafts/{id}/submit").route(web::post().to(drafts::submit_any))),
     )
     .default_service(web::to(not_found));
