@@ -19,6 +19,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Every route of the service.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Extractor failures answer in our JSON error shape too.
+    cfg.app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+        .app_data(
+            web::QueryConfig::default().error_handler(|error, _| ApiError::InvalidRequest(error.to_string()).into()),
+        );
     cfg.service(
         web::scope("/api")
             .service(resource("/login").route(web::post().to(auth::login)))
@@ -27,6 +32,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(storage::get_value))
                     .route(web::put().to(storage::put_value)),
             )
+            .service(resource("/storage/{key}/history").route(web::get().to(storage::history)))
+            .service(resource("/storage/{key}/versions/{version}").route(web::get().to(storage::version)))
             .service(resource("/drafts").route(web::get().to(drafts::list_mine)))
             .service(resource("/drafts/submit-all").route(web::post().to(drafts::submit_all_mine)))
             .service(

@@ -2,7 +2,7 @@
 
 use super::body::{parse_json, read_limited};
 use super::error::ApiError;
-use super::extract::{AuthenticatedUser, TransactionId};
+use super::extract::{AdminUser, AuthenticatedUser, TransactionId};
 use super::state::AppState;
 use crate::coordinator::{Write, WriteOutcome};
 use crate::domain::merge::record_count;
@@ -30,6 +30,49 @@ pub async fn get_value(
         "version": stored.version,
         "updatedAt": stored.updated_at,
     })))
+}
+
+const DEFAULT_HISTORY_LIMIT: i64 = 100;
+const MAX_HISTORY_LIMIT: i64 = 1000;
+
+#[derive(serde::Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<i64>,
+}
+
+/// Admin: the versions of a key, newest first (the audit trail).
+pub async fn history(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    key: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let key = StorageKey::parse(&key)?;
+    let limit = query.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+    if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
+        return Err(ApiError::InvalidRequest(format!("limit must be 1-{MAX_HISTORY_LIMIT}")));
+    }
+    let versions = state.store.history(key.as_str(), limit).await?;
+    Ok(HttpResponse::Ok().json(json!({ "key": key.as_str(), "versions": versions })))
+}
+
+/// Admin: one committed version with its value. Restoring it is an ordinary
+/// conditional PUT of that value.
+pub async fn version(
+    state: web::Data<AppState>,
+    _admin: AdminUser,
+    path: web::Path<(String, i64)>,
+) -> Result<HttpResponse, ApiError> {
+    let (key, version) = path.into_inner();
+    let key = StorageKey::parse(&key)?;
+    let entry = state
+        .store
+        .history_entry(key.as_str(), version)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let mut body = serde_json::to_value(&entry).map_err(|e| ApiError::Internal(e.into()))?;
+    body["key"] = json!(key.as_str());
+    Ok(HttpResponse::Ok().json(body))
 }
 
 pub async fn put_value(
@@ -79,7 +122,11 @@ pub async fn put_value(
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("the key actor dropped a write without answering")))?;
 
     Ok(match outcome {
-        WriteOutcome::Committed { version, updated_at, created } => {
+        WriteOutcome::Committed {
+            version,
+            updated_at,
+            created,
+        } => {
             let status = if created { StatusCode::CREATED } else { StatusCode::OK };
             HttpResponse::build(status).insert_header(etag(version)).json(json!({
                 "key": key.as_str(),

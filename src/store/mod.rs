@@ -8,7 +8,7 @@ mod storage;
 mod users;
 
 pub use drafts::{DraftFilter, DraftStats};
-pub use storage::{Commit, CommitOutcome, StoredValue};
+pub use storage::{Commit, CommitOutcome, HistoryEntry, StoredValue};
 pub use users::{NewUserOutcome, SessionUser};
 
 use anyhow::Context;

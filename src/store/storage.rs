@@ -11,6 +11,44 @@ pub struct StoredValue {
     pub updated_at: Timestamp,
 }
 
+/// One committed version, from `storage_history`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub version: i64,
+    pub updated_at: Timestamp,
+    pub username: String,
+    pub transaction_id: String,
+    pub record_count: Option<i64>,
+    /// Left out of history listings; present for a single version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    version: i64,
+    updated_at: DateTime<Utc>,
+    username: String,
+    transaction_id: String,
+    record_count: Option<i64>,
+    value: Option<String>,
+}
+
+impl TryFrom<HistoryRow> for HistoryEntry {
+    type Error = sqlx::Error;
+    fn try_from(row: HistoryRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            version: row.version,
+            updated_at: Timestamp::from_datetime(row.updated_at),
+            username: row.username,
+            transaction_id: row.transaction_id,
+            record_count: row.record_count,
+            value: row.value.as_deref().map(parse_stored_json).transpose()?,
+        })
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct StorageRow {
     value: String,
@@ -141,6 +179,32 @@ impl Store {
             tx.commit().await?;
             Ok(CommitOutcome::Committed)
         })
+    }
+
+    /// The newest `limit` versions of `key`, newest first, without values.
+    pub async fn history(&self, key: &str, limit: i64) -> StoreResult<Vec<HistoryEntry>> {
+        let rows: Vec<HistoryRow> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT version, updated_at, username, transaction_id, record_count, NULL AS value \
+             FROM storage_history WHERE key = $1 ORDER BY version DESC LIMIT $2",
+        )
+        .bind(key)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?);
+        rows.into_iter().map(HistoryEntry::try_from).collect()
+    }
+
+    /// One version of `key` with its value.
+    pub async fn history_entry(&self, key: &str, version: i64) -> StoreResult<Option<HistoryEntry>> {
+        let row: Option<HistoryRow> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT version, updated_at, username, transaction_id, record_count, value \
+             FROM storage_history WHERE key = $1 AND version = $2",
+        )
+        .bind(key)
+        .bind(version)
+        .fetch_optional(pool)
+        .await?);
+        row.map(HistoryEntry::try_from).transpose()
     }
 
     /// The value of `key` at `version`, from history.

@@ -1,0 +1,11 @@
+//! Integration tests: the real service over HTTP, on a real database file
+//! (and a real PostgreSQL database when one is reachable). Each test in an
+//! `on_both_backends!` block runs once per backend.
+
+mod helpers;
+
+mod auth;
+mod drafts;
+mod process;
+mod runbook;
+mod storage;
