@@ -119,22 +119,15 @@ pub async fn run(options: BurstOptions) -> anyhow::Result<BurstReport> {
     if !(0.1..=3600.0).contains(&options.duration) {
         bail!("--duration must be 0.1-3600 seconds");
     }
-    if options
-        .rate
-        .is_some_and(|r| !(0.1..=1_000_000.0).contains(&r))
-    {
+    if options.rate.is_some_and(|r| !(0.1..=1_000_000.0).contains(&r)) {
         bail!("--rate must be 0.1-1000000 per second");
     }
     let run_id = new_run_id();
     let seed = options.seed.unwrap_or_else(rand::random);
     let checks = Arc::new(PhaseMetrics::default());
     let progress = Progress::new();
-    let mut harness =
-        Harness::start(&options.target, &run_id, options.users + 2, checks.clone()).await?;
-    progress.line(&format!(
-        "burst {run_id}: {} (seed {seed})",
-        harness.describe()
-    ));
+    let mut harness = Harness::start(&options.target, &run_id, options.users + 2, checks.clone()).await?;
+    progress.line(&format!("burst {run_id}: {} (seed {seed})", harness.describe()));
     let outcome = drive(&options, &harness, &run_id, seed, checks, &progress).await;
     harness.stop();
     let mut report = outcome?;
@@ -155,10 +148,7 @@ async fn drive(
     checks: Arc<PhaseMetrics>,
     progress: &Progress,
 ) -> anyhow::Result<BurstReport> {
-    progress.line(&format!(
-        "burst: creating and logging in {} users",
-        options.users
-    ));
+    progress.line(&format!("burst: creating and logging in {} users", options.users));
     let metrics = Arc::new(PhaseMetrics::default());
     let sessions: Vec<Session> = harness
         .users(options.users, checks)
@@ -166,11 +156,7 @@ async fn drive(
         .into_iter()
         .map(|s| s.in_phase(PHASE, metrics.clone()))
         .collect();
-    let keys: Arc<Vec<String>> = Arc::new(
-        (0..options.keys)
-            .map(|k| format!("burst-{run_id}-{k}"))
-            .collect(),
-    );
+    let keys: Arc<Vec<String>> = Arc::new((0..options.keys).map(|k| format!("burst-{run_id}-{k}")).collect());
     let run_id: Arc<str> = Arc::from(run_id);
     let latencies = Arc::new(Latencies::default());
     let duration = Duration::from_secs_f64(options.duration);
@@ -188,10 +174,7 @@ async fn drive(
     let started = Instant::now();
     let (written, dropped) = match options.rate {
         None => (
-            closed_loop(
-                &sessions, &keys, &run_id, seed, duration, &latencies, progress,
-            )
-            .await,
+            closed_loop(&sessions, &keys, &run_id, seed, duration, &latencies, progress).await,
             0,
         ),
         Some(rate) => {
@@ -205,10 +188,7 @@ async fn drive(
     };
     let elapsed = started.elapsed();
     ticker.stop();
-    progress.line(&format!(
-        "burst: {} submissions done; reconciling",
-        written.len()
-    ));
+    progress.line(&format!("burst: {} submissions done; reconciling", written.len()));
 
     let submissions: Vec<Submission> = written
         .into_iter()
@@ -288,18 +268,9 @@ struct Slot {
 }
 
 /// Read, append the record as text, write.
-async fn submit(
-    session: &Session,
-    key: &str,
-    run_id: &str,
-    slot: Slot,
-    latencies: &Latencies,
-) -> Written {
+async fn submit(session: &Session, key: &str, run_id: &str, slot: Slot, latencies: &Latencies) -> Written {
     let Slot {
-        user,
-        seq,
-        intended,
-        ..
+        user, seq, intended, ..
     } = slot;
     let id = record_id(run_id, user, seq);
     let id = id.as_str();
@@ -318,9 +289,10 @@ async fn submit(
             format!("[{}]", compact_record(id, &session.username, seq)),
         ),
         Ok(Some(fetched)) => {
-            let appended = fetched.value_text().ok().and_then(|text| {
-                append_to_array(text, &compact_record(id, &session.username, seq)).ok()
-            });
+            let appended = fetched
+                .value_text()
+                .ok()
+                .and_then(|text| append_to_array(text, &compact_record(id, &session.username, seq)).ok());
             match appended {
                 Some(body) => (Precondition::IfMatch(fetched.version), body),
                 None => return written,
@@ -356,8 +328,7 @@ async fn closed_loop(
         let run_id = run_id.clone();
         let latencies = latencies.clone();
         let progress = progress.clone();
-        let mut rng =
-            StdRng::seed_from_u64(seed ^ (user as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = StdRng::seed_from_u64(seed ^ (user as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         tasks.spawn(async move {
             let user = user as u32;
             let mut out = Vec::new();
@@ -370,8 +341,7 @@ async fn closed_loop(
                     seq,
                     intended: Instant::now(),
                 };
-                let written =
-                    submit(&session, &keys[key as usize], &run_id, slot, &latencies).await;
+                let written = submit(&session, &keys[key as usize], &run_id, slot, &latencies).await;
                 if let Some((_, outcome)) = &written.put {
                     progress.count(outcome);
                 }
@@ -428,12 +398,7 @@ async fn open_loop(
         let user = (i % sessions.len() as u64) as u32;
         let session = sessions[user as usize].clone();
         let key = pick_key(&mut rng, keys.len());
-        let (keys, run_id, latencies, progress) = (
-            keys.clone(),
-            run_id.clone(),
-            latencies.clone(),
-            progress.clone(),
-        );
+        let (keys, run_id, latencies, progress) = (keys.clone(), run_id.clone(), latencies.clone(), progress.clone());
         let in_flight = in_flight.clone();
         in_flight.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
@@ -461,11 +426,7 @@ async fn open_loop(
 
 /// The drafts the server said it saved, against the draft stats of our
 /// (fresh) keys: the counts must agree exactly.
-fn check_drafts(
-    submissions: &[Submission],
-    by_key: &BTreeMap<String, i64>,
-    verdict: &mut Verdict,
-) -> usize {
+fn check_drafts(submissions: &[Submission], by_key: &BTreeMap<String, i64>, verdict: &mut Verdict) -> usize {
     let mut answered: BTreeMap<&str, i64> = BTreeMap::new();
     let mut ids = HashSet::new();
     for submission in submissions {
@@ -481,9 +442,7 @@ fn check_drafts(
                 "{key}: {expected} conflicts were answered with a saved draft, but only {stored} drafts exist"
             ));
         } else if *stored > expected {
-            verdict.action(format!(
-                "{key}: {stored} drafts exist, {expected} were answered"
-            ));
+            verdict.action(format!("{key}: {stored} drafts exist, {expected} were answered"));
         }
     }
     ids.len()
@@ -502,11 +461,10 @@ async fn sample_drafts(
         .filter(|s| s.outcome().and_then(PutOutcome::draft_id).is_some())
         .collect();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let sample: Vec<&Submission> =
-        rand::seq::index::sample(&mut rng, with_draft.len(), with_draft.len().min(20))
-            .into_iter()
-            .map(|i| with_draft[i])
-            .collect();
+    let sample: Vec<&Submission> = rand::seq::index::sample(&mut rng, with_draft.len(), with_draft.len().min(20))
+        .into_iter()
+        .map(|i| with_draft[i])
+        .collect();
     for submission in &sample {
         let Some(id) = submission.outcome().and_then(PutOutcome::draft_id) else {
             continue;
@@ -514,9 +472,10 @@ async fn sample_drafts(
         let Some(session) = sessions.iter().find(|s| s.username == submission.username) else {
             continue;
         };
-        let holds = session.my_draft(id).await?.is_some_and(|d| {
-            crate::records::find_record(&d.payload, &submission.record_id).is_some()
-        });
+        let holds = session
+            .my_draft(id)
+            .await?
+            .is_some_and(|d| crate::records::find_record(&d.payload, &submission.record_id).is_some());
         if !holds {
             verdict.incident(format!(
                 "draft {id} of {} does not hold record {} (lost conflict)",
@@ -528,9 +487,7 @@ async fn sample_drafts(
 }
 
 fn check_log(log: &str, run_id: &str, report: &mut BurstReport) -> LogCheck {
-    let events = events_by_phase(log, run_id)
-        .remove(PHASE)
-        .unwrap_or_default();
+    let events = events_by_phase(log, run_id).remove(PHASE).unwrap_or_default();
     // The burst keeps only counts; the sets are rebuilt from the log's own
     // view where the clients saw the same number.
     let seen = SeenByClients::default();
@@ -570,10 +527,7 @@ fn decide(report: &mut BurstReport) -> Decision {
         }
     }
     if f.server_errors > 0 {
-        verdict.incident(format!(
-            "{} write(s) answered 5xx (not 503)",
-            f.server_errors
-        ));
+        verdict.incident(format!("{} write(s) answered 5xx (not 503)", f.server_errors));
     }
     if f.unknown_missing > 0 {
         verdict.action(format!(
@@ -588,10 +542,7 @@ fn decide(report: &mut BurstReport) -> Decision {
         ));
     }
     if f.not_sent > 0 {
-        verdict.action(format!(
-            "{} submission(s) abandoned: the read failed",
-            f.not_sent
-        ));
+        verdict.action(format!("{} submission(s) abandoned: the read failed", f.not_sent));
     }
     if report.dropped_arrivals > 0 {
         verdict.action(format!(

@@ -85,11 +85,7 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn new(
-        targets: Vec<String>,
-        run_id: &str,
-        max_idle_per_host: usize,
-    ) -> anyhow::Result<Self> {
+    pub fn new(targets: Vec<String>, run_id: &str, max_idle_per_host: usize) -> anyhow::Result<Self> {
         if targets.is_empty() {
             bail!("no target server");
         }
@@ -151,8 +147,8 @@ impl Api {
             token: String,
         }
         let reply: LoginReply = serde_json::from_slice(&body).context("reading the login reply")?;
-        let auth = HeaderValue::from_str(&format!("Bearer {}", reply.token))
-            .context("the token is not a header value")?;
+        let auth =
+            HeaderValue::from_str(&format!("Bearer {}", reply.token)).context("the token is not a header value")?;
         Ok(Session {
             auth: Some(auth),
             ..anonymous
@@ -222,9 +218,7 @@ pub enum PutOutcome {
 impl PutOutcome {
     pub fn draft_id(&self) -> Option<&str> {
         match self {
-            PutOutcome::Conflict { draft_id } | PutOutcome::Unavailable { draft_id } => {
-                draft_id.as_deref()
-            }
+            PutOutcome::Conflict { draft_id } | PutOutcome::Unavailable { draft_id } => draft_id.as_deref(),
             _ => None,
         }
     }
@@ -336,22 +330,13 @@ impl Session {
         Ok((status, headers, body?.to_vec()))
     }
 
-    async fn send_json(
-        &self,
-        method: Method,
-        path: &str,
-        body: &Value,
-    ) -> anyhow::Result<(StatusCode, Vec<u8>)> {
+    async fn send_json(&self, method: Method, path: &str, body: &Value) -> anyhow::Result<(StatusCode, Vec<u8>)> {
         let (builder, _tx) = self.request(method, path);
         let (status, _, body) = self.exchange(builder.json(body)).await?;
         Ok((status, body))
     }
 
-    async fn send_empty(
-        &self,
-        method: Method,
-        path: &str,
-    ) -> anyhow::Result<(StatusCode, Vec<u8>)> {
+    async fn send_empty(&self, method: Method, path: &str) -> anyhow::Result<(StatusCode, Vec<u8>)> {
         let (builder, _tx) = self.request(method, path);
         let (status, _, body) = self.exchange(builder).await?;
         Ok((status, body))
@@ -436,9 +421,7 @@ impl Session {
 
     /// `POST /api/drafts/submit-all`.
     pub async fn submit_all(&self) -> anyhow::Result<Vec<SubmitResult>> {
-        let (status, body) = self
-            .send_empty(Method::POST, "/api/drafts/submit-all")
-            .await?;
+        let (status, body) = self.send_empty(Method::POST, "/api/drafts/submit-all").await?;
         if status != StatusCode::OK {
             bail!("submit-all answered {status}: {}", short(&body));
         }
@@ -453,34 +436,23 @@ impl Session {
 
     /// `DELETE /api/drafts/{id}`; the HTTP status.
     pub async fn delete_draft(&self, id: &str) -> anyhow::Result<u16> {
-        let (status, _) = self
-            .send_empty(Method::DELETE, &format!("/api/drafts/{id}"))
-            .await?;
+        let (status, _) = self.send_empty(Method::DELETE, &format!("/api/drafts/{id}")).await?;
         Ok(status.as_u16())
     }
 
     /// Admin: `POST /api/admin/users`; `false` when the user already exists.
     pub async fn create_user(&self, username: &str, password: &str) -> anyhow::Result<bool> {
         let body = json!({ "username": username, "password": password, "role": "user" });
-        let (status, reply) = self
-            .send_json(Method::POST, "/api/admin/users", &body)
-            .await?;
+        let (status, reply) = self.send_json(Method::POST, "/api/admin/users", &body).await?;
         match status {
             StatusCode::CREATED | StatusCode::OK => Ok(true),
             StatusCode::CONFLICT => Ok(false),
-            other => bail!(
-                "creating user {username} answered {other}: {}",
-                short(&reply)
-            ),
+            other => bail!("creating user {username} answered {other}: {}", short(&reply)),
         }
     }
 
     /// Admin: `GET /api/admin/drafts?username=..&key=..`.
-    pub async fn admin_drafts(
-        &self,
-        username: Option<&str>,
-        key: Option<&str>,
-    ) -> anyhow::Result<Vec<DraftView>> {
+    pub async fn admin_drafts(&self, username: Option<&str>, key: Option<&str>) -> anyhow::Result<Vec<DraftView>> {
         let (builder, _tx) = self.request(Method::GET, "/api/admin/drafts");
         let mut query = vec![("limit", "5000")];
         query.extend(username.map(|u| ("username", u)));
@@ -491,9 +463,7 @@ impl Session {
 
     /// Admin: `GET /api/admin/drafts/stats`.
     pub async fn draft_stats(&self) -> anyhow::Result<DraftStats> {
-        let (status, body) = self
-            .send_empty(Method::GET, "/api/admin/drafts/stats")
-            .await?;
+        let (status, body) = self.send_empty(Method::GET, "/api/admin/drafts/stats").await?;
         if status != StatusCode::OK {
             bail!("draft stats answered {status}: {}", short(&body));
         }
@@ -509,9 +479,7 @@ fn drafts_reply(status: StatusCode, body: &[u8]) -> anyhow::Result<Vec<DraftView
     struct Drafts {
         drafts: Vec<DraftView>,
     }
-    Ok(serde_json::from_slice::<Drafts>(body)
-        .context("reading drafts")?
-        .drafts)
+    Ok(serde_json::from_slice::<Drafts>(body).context("reading drafts")?.drafts)
 }
 
 fn put_outcome(status: StatusCode, etag: Option<&HeaderValue>, body: &[u8]) -> PutOutcome {
@@ -525,9 +493,7 @@ fn put_outcome(status: StatusCode, etag: Option<&HeaderValue>, body: &[u8]) -> P
     }
     let reply: Reply = serde_json::from_slice(body).unwrap_or_default();
     // A draft only counts when the server says it was saved.
-    let draft_id = reply
-        .draft_id
-        .filter(|_| reply.draft_saved.unwrap_or(false));
+    let draft_id = reply.draft_id.filter(|_| reply.draft_saved.unwrap_or(false));
     match status.as_u16() {
         200 | 201 => match reply.version.or_else(|| etag_version(etag)) {
             Some(version) => PutOutcome::Saved {
@@ -559,9 +525,7 @@ fn body_version(body: &str) -> Option<i64> {
     struct Versioned {
         version: i64,
     }
-    serde_json::from_str::<Versioned>(body)
-        .ok()
-        .map(|v| v.version)
+    serde_json::from_str::<Versioned>(body).ok().map(|v| v.version)
 }
 
 /// The start of a body, for error messages.

@@ -74,8 +74,7 @@ impl Harness {
     ) -> anyhow::Result<Self> {
         let (server, targets, admin_password, server_log) = if options.targets.is_empty() {
             let binary = locate_coordinator(options.coordinator_bin.as_deref())?;
-            let server =
-                tokio::task::spawn_blocking(move || SpawnedServer::start(&binary)).await??;
+            let server = tokio::task::spawn_blocking(move || SpawnedServer::start(&binary)).await??;
             let (url, password, log) = (
                 server.url.clone(),
                 server.admin_password.clone(),
@@ -90,12 +89,7 @@ impl Harness {
                 .admin_password
                 .clone()
                 .context("a --target run needs --admin-password or COORDINATOR_ADMIN_PASSWORD")?;
-            (
-                None,
-                options.targets.clone(),
-                password,
-                options.server_log.clone(),
-            )
+            (None, options.targets.clone(), password, options.server_log.clone())
         };
         let api = Api::new(targets, run_id, pool)?;
         let admin = api
@@ -128,11 +122,7 @@ impl Harness {
     }
 
     /// Creates (when missing) and logs in `count` virtual users.
-    pub async fn users(
-        &self,
-        count: usize,
-        metrics: Arc<PhaseMetrics>,
-    ) -> anyhow::Result<Vec<Session>> {
+    pub async fn users(&self, count: usize, metrics: Arc<PhaseMetrics>) -> anyhow::Result<Vec<Session>> {
         if self.options.user_password.len() < 8 {
             bail!("--user-password must have 8 or more characters");
         }
@@ -151,11 +141,7 @@ impl Harness {
                     let session = api
                         .login(index, &name, &password, metrics)
                         .await
-                        .with_context(|| {
-                            format!(
-                                "logging in as {name} (an existing user with another password?)"
-                            )
-                        })?;
+                        .with_context(|| format!("logging in as {name} (an existing user with another password?)"))?;
                     anyhow::Ok((index, session))
                 });
             }
@@ -171,8 +157,7 @@ impl Harness {
     pub fn read_server_log(&self) -> Result<String, String> {
         match &self.server_log {
             None => Err("no server log: a --target run without --server-log".into()),
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("could not read {}: {e}", path.display())),
+            Some(path) => std::fs::read_to_string(path).map_err(|e| format!("could not read {}: {e}", path.display())),
         }
     }
 
@@ -182,10 +167,7 @@ impl Harness {
             server.stop();
             if let Some(copy) = &self.options.save_server_log {
                 if let Err(error) = std::fs::copy(&server.log_path, copy) {
-                    eprintln!(
-                        "loadtest: could not copy the server log to {}: {error}",
-                        copy.display()
-                    );
+                    eprintln!("loadtest: could not copy the server log to {}: {error}", copy.display());
                 }
             }
         }
@@ -194,17 +176,13 @@ impl Harness {
 
 /// Refuses a target outside 127.0.0.0/8 and ::1 unless `allow_remote`.
 pub fn ensure_local(target: &str, allow_remote: bool) -> anyhow::Result<()> {
-    let url =
-        reqwest::Url::parse(target).with_context(|| format!("--target {target} is not a URL"))?;
+    let url = reqwest::Url::parse(target).with_context(|| format!("--target {target} is not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") {
         bail!("--target {target}: only http and https");
     }
     let host = url.host_str().unwrap_or_default();
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let local = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !local && !allow_remote {
         bail!("--target {target} is not on this machine; pass --allow-remote to drive it anyway");
     }

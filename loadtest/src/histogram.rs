@@ -60,10 +60,8 @@ impl Histogram {
         }
         self.total
             .fetch_add(other.total.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.sum
-            .fetch_add(other.sum.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.max
-            .fetch_max(other.max.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.sum.fetch_add(other.sum.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.max.fetch_max(other.max.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     pub fn count(&self) -> u64 {
@@ -92,10 +90,7 @@ impl Histogram {
     }
 
     pub fn mean_micros(&self) -> u64 {
-        self.sum
-            .load(Ordering::Relaxed)
-            .checked_div(self.count())
-            .unwrap_or(0)
+        self.sum.load(Ordering::Relaxed).checked_div(self.count()).unwrap_or(0)
     }
 
     /// p50/p95/p99/max in milliseconds, for reports.

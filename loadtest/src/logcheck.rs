@@ -34,9 +34,7 @@ pub fn events_by_phase(log: &str, run_id: &str) -> BTreeMap<String, PhaseEvents>
         let entry = phases.entry(phase.to_owned()).or_default();
         match event["event"].as_str().unwrap_or_default() {
             "storage_conflict" => entry.conflict_txs.push(tx.to_owned()),
-            "storage_write" if event.get("draftId").is_none() => {
-                entry.write_txs.push(tx.to_owned())
-            }
+            "storage_write" if event.get("draftId").is_none() => entry.write_txs.push(tx.to_owned()),
             "storage_pending_draft_saved" => {
                 if let Some(id) = event["draftId"].as_str() {
                     entry.drafts_saved.push(id.to_owned());
@@ -107,27 +105,16 @@ impl LogCheck {
     }
 }
 
-pub fn cross_check(
-    events: &PhaseEvents,
-    seen: &SeenByClients,
-    accounted_drafts: &HashSet<String>,
-) -> LogCheck {
+pub fn cross_check(events: &PhaseEvents, seen: &SeenByClients, accounted_drafts: &HashSet<String>) -> LogCheck {
     let logged_conflicts: HashSet<&str> = events.conflict_txs.iter().map(String::as_str).collect();
     let logged_writes: HashSet<&str> = events.write_txs.iter().map(String::as_str).collect();
     let logged_drafts: HashSet<&str> = events.drafts_saved.iter().map(String::as_str).collect();
     let missing = |seen: &HashSet<String>, logged: &HashSet<&str>| -> Vec<String> {
-        let set: BTreeSet<&String> = seen
-            .iter()
-            .filter(|s| !logged.contains(s.as_str()))
-            .collect();
+        let set: BTreeSet<&String> = seen.iter().filter(|s| !logged.contains(s.as_str())).collect();
         set.into_iter().cloned().collect()
     };
     let unseen = |logged: &HashSet<&str>, seen: &HashSet<String>| -> Vec<String> {
-        let set: BTreeSet<&str> = logged
-            .iter()
-            .copied()
-            .filter(|s| !seen.contains(*s))
-            .collect();
+        let set: BTreeSet<&str> = logged.iter().copied().filter(|s| !seen.contains(*s)).collect();
         set.into_iter().map(str::to_owned).collect()
     };
     let vanished: BTreeSet<&str> = logged_drafts

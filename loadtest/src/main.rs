@@ -42,20 +42,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let markdown = report.to_markdown();
             println!("{markdown}");
             write_if_asked(markdown_path.as_deref(), &markdown)?;
-            write_if_asked(
-                json_path.as_deref(),
-                &serde_json::to_string_pretty(&report)?,
-            )?;
+            write_if_asked(json_path.as_deref(), &serde_json::to_string_pretty(&report)?)?;
             Ok(exit_code(report.decision.exit_code()))
         }
         Command::Burst(options) => {
             let json_path = options.json.clone();
             let report = burst::run(options).await?;
             println!("{}", report.to_text());
-            write_if_asked(
-                json_path.as_deref(),
-                &serde_json::to_string_pretty(&report)?,
-            )?;
+            write_if_asked(json_path.as_deref(), &serde_json::to_string_pretty(&report)?)?;
             Ok(exit_code(report.decision.exit_code()))
         }
     }
@@ -63,8 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn write_if_asked(path: Option<&Path>, text: &str) -> anyhow::Result<()> {
     if let Some(path) = path {
-        std::fs::write(path, text)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        std::fs::write(path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
     Ok(())
 }

@@ -14,12 +14,12 @@ use crate::logcheck::{cross_check, events_by_phase, LogCheck, SeenByClients};
 use crate::progress::Progress;
 use crate::reconcile::{reconcile, Findings, Incident, Stage, Submission};
 use crate::records::{
-    append_to_array, external_activity, find_record, internal_activity, Account, ACCOUNTS,
-    ACTIVITIES, INTERNAL_ACTIVITIES,
+    append_to_array, external_activity, find_record, internal_activity, Account, ACCOUNTS, ACTIVITIES,
+    INTERNAL_ACTIVITIES,
 };
 use crate::report::{PilotReport, RecoveryReport, ScenarioReport, StatsCheck};
 use crate::verdict::Verdict;
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use rand::rngs::StdRng;
@@ -96,8 +96,7 @@ pub async fn run(options: PilotOptions) -> anyhow::Result<PilotReport> {
     if options.users == 0 || options.users > 500 {
         bail!("--users must be 1-500");
     }
-    if options.rounds == 0 || options.rounds > 20 || options.per_user == 0 || options.per_user > 100
-    {
+    if options.rounds == 0 || options.rounds > 20 || options.per_user == 0 || options.per_user > 100 {
         bail!("--rounds must be 1-20 and --per-user 1-100");
     }
     let run_id = new_run_id();
@@ -106,12 +105,8 @@ pub async fn run(options: PilotOptions) -> anyhow::Result<PilotReport> {
     let clock = Instant::now();
     let checks = Arc::new(PhaseMetrics::default());
     let progress = Progress::new();
-    let mut harness =
-        Harness::start(&options.target, &run_id, options.users + 2, checks.clone()).await?;
-    progress.line(&format!(
-        "pilot {run_id}: {} (seed {seed})",
-        harness.describe()
-    ));
+    let mut harness = Harness::start(&options.target, &run_id, options.users + 2, checks.clone()).await?;
+    progress.line(&format!("pilot {run_id}: {} (seed {seed})", harness.describe()));
     let mut pilot = Pilot {
         options: &options,
         run_id: run_id.clone(),
@@ -128,6 +123,8 @@ pub async fn run(options: PilotOptions) -> anyhow::Result<PilotReport> {
         errors: Arc::new(Mutex::new(Vec::new())),
         writes: 0,
         edits: None,
+        edit_draft_held: false,
+        flagged: HashSet::new(),
     };
     let driven = pilot.drive(&harness, checks).await;
     harness.stop();
@@ -172,6 +169,11 @@ struct Pilot<'a> {
     /// PUTs sent, setup and edits included.
     writes: usize,
     edits: Option<EditRace>,
+    /// Whether the losing edit's draft was found pending with the edit.
+    edit_draft_held: bool,
+    /// Records already reported as incidents, so the final reconciliation
+    /// reports only what went wrong since.
+    flagged: HashSet<String>,
 }
 
 /// D's edit race on the shared account: the first edit wins; the second is
@@ -227,7 +229,8 @@ impl Pilot<'_> {
         harness: &Harness,
         checks: Arc<PhaseMetrics>,
     ) -> anyhow::Result<(Vec<ScenarioReport>, RecoveryReport, Findings)> {
-        self.progress.line(&format!("logging in {} virtual users", self.options.users));
+        self.progress
+            .line(&format!("logging in {} virtual users", self.options.users));
         self.users = harness.users(self.options.users, checks.clone()).await?;
         self.setup_account().await?;
         self.expected_drafts = self.admin.draft_stats().await?.total;
@@ -236,19 +239,12 @@ impl Pilot<'_> {
         let mut scenarios = Vec::new();
         let everyone_external = |_: usize| Kind::External;
         scenarios.push(
-            self.window_scenario(
-                "A",
-                "External same-project burst",
-                &[ACTIVITIES],
-                everyone_external,
-            )
-            .await?,
+            self.window_scenario("A", "External same-project burst", &[ACTIVITIES], everyone_external)
+                .await?,
         );
         scenarios.push(
-            self.window_scenario("B", "Internal burst", &[INTERNAL_ACTIVITIES], |_| {
-                Kind::Internal
-            })
-            .await?,
+            self.window_scenario("B", "Internal burst", &[INTERNAL_ACTIVITIES], |_| Kind::Internal)
+                .await?,
         );
         let external_users = self.users.len().min(2);
         let mixed = move |user: usize| {
@@ -277,16 +273,13 @@ impl Pilot<'_> {
     }
 
     fn sessions_in(&self, phase: &'static str, metrics: &Arc<PhaseMetrics>) -> Vec<Session> {
-        self.users
-            .iter()
-            .map(|s| s.in_phase(phase, metrics.clone()))
-            .collect()
+        self.users.iter().map(|s| s.in_phase(phase, metrics.clone())).collect()
     }
 
     fn rng_for(&self, phase: &str, round: usize, user: usize) -> StdRng {
-        let phase_code = phase.bytes().fold(0u64, |acc, b| {
-            acc.wrapping_mul(131).wrapping_add(u64::from(b))
-        });
+        let phase_code = phase
+            .bytes()
+            .fold(0u64, |acc, b| acc.wrapping_mul(131).wrapping_add(u64::from(b)));
         let mixed = self.seed ^ phase_code.rotate_left(40) ^ ((round as u64) << 20) ^ user as u64;
         StdRng::seed_from_u64(mixed)
     }
@@ -300,8 +293,7 @@ impl Pilot<'_> {
         let account = serde_json::to_string(&*self.account)?;
         for _attempt in 0..5 {
             let (precondition, array) = read_for_append(&session, ACCOUNTS).await?;
-            let body = append_to_array(&array, &account)
-                .map_err(|_| anyhow!("`accounts` is not an array"))?;
+            let body = append_to_array(&array, &account).map_err(|_| anyhow!("`accounts` is not an array"))?;
             let put = session.put(ACCOUNTS, body, precondition).await;
             self.writes += 1;
             self.note_put("setup", &put.tx, &put.outcome);
@@ -367,16 +359,8 @@ impl Pilot<'_> {
         let ticker = self.progress.tick(phase, window, metrics.clone());
         let submissions = self.burst_round(phase, 0, window, &metrics, &kind_of).await;
         ticker.stop();
-        self.finish_scenario(
-            phase,
-            title,
-            keys,
-            started_at,
-            clock.elapsed(),
-            &metrics,
-            submissions,
-        )
-        .await
+        self.finish_scenario(phase, title, keys, started_at, clock.elapsed(), &metrics, submissions)
+            .await
     }
 
     /// C: the mixed burst, `--rounds` times back to back.
@@ -400,23 +384,12 @@ impl Pilot<'_> {
         let ticker = self.progress.tick(phase, window, metrics.clone());
         let mut submissions = Vec::new();
         for round in 0..rounds {
-            submissions.extend(
-                self.burst_round(phase, round, round_window, &metrics, &kind_of)
-                    .await,
-            );
+            submissions.extend(self.burst_round(phase, round, round_window, &metrics, &kind_of).await);
         }
         ticker.stop();
         let keys = [ACTIVITIES, INTERNAL_ACTIVITIES];
         let mut report = self
-            .finish_scenario(
-                phase,
-                title,
-                &keys,
-                started_at,
-                clock.elapsed(),
-                &metrics,
-                submissions,
-            )
+            .finish_scenario(phase, title, &keys, started_at, clock.elapsed(), &metrics, submissions)
             .await?;
         report.notes.push(format!(
             "{rounds} rounds; {} user(s) external on the shared project, the others internal",
@@ -444,19 +417,14 @@ impl Pilot<'_> {
             let per_user = self.options.per_user;
             tasks.spawn(async move {
                 let span = window.saturating_sub(think);
-                let mut offsets: Vec<Duration> = (0..per_user)
-                    .map(|_| span.mul_f64(rng.gen::<f64>()))
-                    .collect();
+                let mut offsets: Vec<Duration> = (0..per_user).map(|_| span.mul_f64(rng.gen::<f64>())).collect();
                 offsets.sort();
                 let mut out = Vec::with_capacity(per_user);
                 for (n, offset) in offsets.into_iter().enumerate() {
                     tokio::time::sleep_until(start + offset).await;
                     let think = think.mul_f64(rng.gen::<f64>());
                     let seq = round * per_user + n;
-                    out.push(
-                        submit_record(&session, &context, phase, user, seq, kind, think, &mut rng)
-                            .await,
-                    );
+                    out.push(submit_record(&session, &context, phase, user, seq, kind, think, &mut rng).await);
                 }
                 out
             });
@@ -490,9 +458,7 @@ impl Pilot<'_> {
         submissions: Vec<Submission>,
     ) -> anyhow::Result<ScenarioReport> {
         self.note_submissions(phase, &submissions);
-        let findings = self
-            .reconcile_now(&submissions, keys, Stage::AfterScenario)
-            .await?;
+        let findings = self.reconcile_now(&submissions, keys, Stage::AfterScenario).await?;
         self.judge_findings(phase, &findings);
         let stats = self.check_stats(phase).await?;
         self.progress.line(&format!(
@@ -560,15 +526,12 @@ impl Pilot<'_> {
             .map(|i| ("saved but disappeared", i))
             .chain(findings.duplicates.iter().map(|i| ("duplicate", i)))
             .chain(findings.lost_conflicts.iter().map(|i| ("lost conflict", i)))
-            .chain(
-                findings
-                    .not_restored
-                    .iter()
-                    .map(|i| ("not restored from its draft", i)),
-            );
-        let lines: Vec<String> = incidents
-            .map(|(what, i)| incident_line(phase, what, i))
-            .collect();
+            .chain(findings.not_restored.iter().map(|i| ("not restored from its draft", i)));
+        let mut lines = Vec::new();
+        for (what, incident) in incidents {
+            self.flagged.insert(incident.record_id.clone());
+            lines.push(incident_line(phase, what, incident));
+        }
         for line in lines {
             self.verdict.incident(line);
         }
@@ -579,8 +542,7 @@ impl Pilot<'_> {
             ));
         }
         for i in &findings.refused_but_stored {
-            self.verdict
-                .action(incident_line(phase, "refused but stored", i));
+            self.verdict.action(incident_line(phase, "refused but stored", i));
         }
         if findings.unknown_missing > 0 {
             self.verdict.action(format!(
@@ -671,13 +633,24 @@ impl Pilot<'_> {
     async fn edit_race(&mut self, sessions: &[Session]) -> anyhow::Result<()> {
         let winner = &sessions[0];
         let loser = &sessions[1 % sessions.len()];
-        let read_winner = winner.get(ACCOUNTS).await?.context("`accounts` vanished")?;
-        let read_loser = loser.get(ACCOUNTS).await?.context("`accounts` vanished")?;
         let winner_notes = format!("Budget freigegeben — bestätigt von {}", winner.username);
         let loser_notes = format!("Budget still open — {} will call back", loser.username);
-        let winner_value =
-            with_account_notes(read_winner.value()?, &self.account.id, &winner_notes)?;
-        let loser_value = with_account_notes(read_loser.value()?, &self.account.id, &loser_notes)?;
+        let (Some(read_winner), Some(read_loser)) = (winner.get(ACCOUNTS).await?, loser.get(ACCOUNTS).await?) else {
+            self.verdict
+                .incident("D: `accounts` is missing although its setup write was acknowledged (saved but disappeared)");
+            return Ok(());
+        };
+        let edited = (
+            with_account_notes(read_winner.value()?, &self.account.id, &winner_notes),
+            with_account_notes(read_loser.value()?, &self.account.id, &loser_notes),
+        );
+        let (Ok(winner_value), Ok(loser_value)) = edited else {
+            self.verdict.incident(format!(
+                "D: the shared account {} is missing from `accounts` although its setup write was acknowledged (saved but disappeared)",
+                self.account.id
+            ));
+            return Ok(());
+        };
         let first = winner
             .put(
                 ACCOUNTS,
@@ -704,9 +677,8 @@ impl Pilot<'_> {
         let loser_draft = match &second.outcome {
             PutOutcome::Conflict { draft_id: Some(id) } => Some(id.clone()),
             PutOutcome::Conflict { draft_id: None } => {
-                self.verdict.incident(
-                    "D: a stale account edit answered 409 without a saved draft (lost conflict)",
-                );
+                self.verdict
+                    .incident("D: a stale account edit answered 409 without a saved draft (lost conflict)");
                 None
             }
             PutOutcome::Saved { .. } if first.outcome.is_saved() => {
@@ -716,9 +688,8 @@ impl Pilot<'_> {
                 None
             }
             other => {
-                self.verdict.action(format!(
-                    "D: the stale account edit was answered {other:?}, not 409"
-                ));
+                self.verdict
+                    .action(format!("D: the stale account edit was answered {other:?}, not 409"));
                 None
             }
         };
@@ -749,19 +720,13 @@ impl Pilot<'_> {
                 barrier.wait().await;
                 let mut out = Vec::new();
                 let Ok((precondition, array)) = read else {
-                    context
-                        .note_error(format!("D: {} could not read activities", session.username));
+                    context.note_error(format!("D: {} could not read activities", session.username));
                     return out;
                 };
                 let writes = if lone { 2 } else { 1 };
                 for seq in 0..writes {
                     let record_id = record_id(&context.run_id, "D", user, seq);
-                    let record = external_activity(
-                        &mut rng,
-                        record_id.clone(),
-                        &context.account,
-                        &session.username,
-                    );
+                    let record = external_activity(&mut rng, record_id.clone(), &context.account, &session.username);
                     out.push(
                         put_record(
                             &session,
@@ -796,21 +761,19 @@ impl Pilot<'_> {
         let Some(id) = race.loser_draft.clone() else {
             return Ok(());
         };
-        let drafts = self
-            .admin
-            .admin_drafts(Some(&race.loser), Some(ACCOUNTS))
-            .await?;
+        let drafts = self.admin.admin_drafts(Some(&race.loser), Some(ACCOUNTS)).await?;
         let held = drafts
             .iter()
             .find(|d| d.id == id)
             .and_then(|d| find_record(&d.payload, &self.account.id));
-        let holds_edit = held.and_then(|a| a.get("notes")).and_then(Value::as_str)
-            == Some(race.loser_notes.as_str());
+        let holds_edit = held.and_then(|a| a.get("notes")).and_then(Value::as_str) == Some(race.loser_notes.as_str());
         if holds_edit {
             self.accounted.insert(id);
+            self.edit_draft_held = true;
         } else {
-            self.verdict
-                .incident(format!("D: the stale account edit's draft {id} is not pending with the edit (lost conflict)"));
+            self.verdict.incident(format!(
+                "D: the stale account edit's draft {id} is not pending with the edit (lost conflict)"
+            ));
         }
         Ok(())
     }
@@ -868,10 +831,7 @@ impl Pilot<'_> {
             Via::OneByOne => report.one_by_one += 1,
             Via::SubmitAll => report.via_submit_all += 1,
         }
-        let ours = self
-            .seen
-            .values()
-            .any(|s| s.draft_ids.contains(&attempt.draft_id));
+        let ours = self.seen.values().any(|s| s.draft_ids.contains(&attempt.draft_id));
         let expected_to_fail = self
             .edits
             .as_ref()
@@ -884,9 +844,8 @@ impl Pilot<'_> {
                 self.expected_drafts -= 1;
                 self.accounted.insert(id.clone());
                 if after.is_some() {
-                    self.verdict.incident(format!(
-                        "D: draft {id} was submitted (saved) but is still listed"
-                    ));
+                    self.verdict
+                        .incident(format!("D: draft {id} was submitted (saved) but is still listed"));
                 }
                 if expected_to_fail {
                     self.verdict.incident(format!(
@@ -898,8 +857,7 @@ impl Pilot<'_> {
                 report.kept_with_error += 1;
                 match &after {
                     Some(draft)
-                        if draft.last_error.as_deref().is_some_and(|e| !e.is_empty())
-                            && draft.attempts >= 1 =>
+                        if draft.last_error.as_deref().is_some_and(|e| !e.is_empty()) && draft.attempts >= 1 =>
                     {
                         report.kept_examples.push(format!(
                             "{id}: attempts {}, lastError {:?}",
@@ -907,9 +865,9 @@ impl Pilot<'_> {
                             draft.last_error.as_deref().unwrap_or_default()
                         ));
                     }
-                    Some(_) => self.verdict.incident(format!(
-                        "D: draft {id} failed to submit but carries no error detail"
-                    )),
+                    Some(_) => self
+                        .verdict
+                        .incident(format!("D: draft {id} failed to submit but carries no error detail")),
                     None => self
                         .verdict
                         .incident(format!("D: draft {id} failed to submit and then vanished")),
@@ -939,18 +897,13 @@ impl Pilot<'_> {
 
     /// The failing draft has proven its point; its owner discards it, as a
     /// user would after redoing the edit by hand.
-    async fn discard_loser_draft(
-        &mut self,
-        sessions: &[Session],
-        report: &mut RecoveryReport,
-    ) -> anyhow::Result<()> {
+    async fn discard_loser_draft(&mut self, sessions: &[Session], report: &mut RecoveryReport) -> anyhow::Result<()> {
         let Some(race) = &self.edits else {
             return Ok(());
         };
         let Some(id) = race.loser_draft.clone() else {
-            self.verdict.action(
-                "D: the path of a draft that still fails was not exercised (no stale edit draft)",
-            );
+            self.verdict
+                .action("D: the path of a draft that still fails was not exercised (no stale edit draft)");
             return Ok(());
         };
         let session = session_of(sessions, &race.loser)?;
@@ -974,12 +927,14 @@ impl Pilot<'_> {
     /// After recovery every record of every scenario is stored exactly
     /// once, and the winning account edit is what `accounts` holds.
     async fn final_reconciliation(&mut self) -> anyhow::Result<Findings> {
-        let ledger = std::mem::take(&mut self.ledger);
+        let unflagged: Vec<Submission> = self
+            .ledger
+            .iter()
+            .filter(|s| !self.flagged.contains(&s.record_id))
+            .cloned()
+            .collect();
         let keys = [ACTIVITIES, INTERNAL_ACTIVITIES, ACCOUNTS];
-        let mut findings = self
-            .reconcile_now(&ledger, &keys, Stage::AfterRecovery)
-            .await?;
-        self.ledger = ledger;
+        let mut findings = self.reconcile_now(&unflagged, &keys, Stage::AfterRecovery).await?;
         if let Some(race) = &self.edits {
             if race.winner_outcome.is_saved() {
                 let accounts = self.read_values(&[ACCOUNTS]).await?;
@@ -997,7 +952,9 @@ impl Pilot<'_> {
                         record_id: self.account.id.clone(),
                         username: race.winner.to_string(),
                         transaction_id: None,
-                        detail: format!("the acknowledged account edit was overwritten; the account now says {notes:?}"),
+                        detail: format!(
+                            "the acknowledged account edit was overwritten; the account now says {notes:?}"
+                        ),
                     });
                 }
             }
@@ -1069,6 +1026,7 @@ impl Pilot<'_> {
             writes: self.writes,
             conflicts,
             drafts_answered,
+            edit_draft_held: self.edit_draft_held,
             scenarios: parts.scenarios,
             recovery: parts.recovery,
             final_findings: parts.final_findings,
@@ -1114,10 +1072,7 @@ fn session_of<'s>(sessions: &'s [Session], username: &str) -> anyhow::Result<&'s
 async fn read_for_append(session: &Session, key: &str) -> anyhow::Result<(Precondition, String)> {
     Ok(match session.get(key).await? {
         None => (Precondition::Create, "[]".to_owned()),
-        Some(fetched) => (
-            Precondition::IfMatch(fetched.version),
-            fetched.value_text()?.to_owned(),
-        ),
+        Some(fetched) => (Precondition::IfMatch(fetched.version), fetched.value_text()?.to_owned()),
     })
 }
 
@@ -1142,24 +1097,9 @@ async fn submit_record(
     let read = read_for_append(session, key).await;
     tokio::time::sleep(think).await;
     match read {
-        Ok((precondition, array)) => {
-            put_record(
-                session,
-                context,
-                phase,
-                key,
-                id,
-                record,
-                precondition,
-                &array,
-            )
-            .await
-        }
+        Ok((precondition, array)) => put_record(session, context, phase, key, id, record, precondition, &array).await,
         Err(error) => {
-            context.note_error(format!(
-                "{phase}: {} could not read {key}: {error:#}",
-                session.username
-            ));
+            context.note_error(format!("{phase}: {} could not read {key}: {error:#}", session.username));
             Submission {
                 phase,
                 username: session.username.clone(),
@@ -1233,11 +1173,7 @@ struct Attempt {
 
 /// One user's recovery: the first `one_by_one` drafts singly, the rest
 /// with submit-all.
-async fn recover_user(
-    session: Session,
-    drafts: Vec<DraftView>,
-    one_by_one: usize,
-) -> anyhow::Result<Vec<Attempt>> {
+async fn recover_user(session: Session, drafts: Vec<DraftView>, one_by_one: usize) -> anyhow::Result<Vec<Attempt>> {
     let mut attempts = Vec::new();
     let username = session.username.to_string();
     for draft in drafts.iter().take(one_by_one) {

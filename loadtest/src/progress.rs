@@ -55,12 +55,7 @@ impl Progress {
 
     /// Redraws a status line for `phase` every 250 ms until stopped (on a
     /// terminal only).
-    pub fn tick(
-        &self,
-        phase: &'static str,
-        planned: Duration,
-        metrics: Arc<PhaseMetrics>,
-    ) -> Ticker {
+    pub fn tick(&self, phase: &'static str, planned: Duration, metrics: Arc<PhaseMetrics>) -> Ticker {
         if !self.live {
             return Ticker(None);
         }

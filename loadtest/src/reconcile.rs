@@ -135,10 +135,9 @@ pub fn reconcile(
         };
         findings.writes += 1;
         if times_stored > 1 {
-            findings.duplicates.push(Incident::of(
-                submission,
-                format!("stored {times_stored} times"),
-            ));
+            findings
+                .duplicates
+                .push(Incident::of(submission, format!("stored {times_stored} times")));
         }
         match outcome {
             PutOutcome::Saved { status, version } => {
@@ -173,10 +172,9 @@ pub fn reconcile(
                     findings.server_errors += 1;
                 }
                 if times_stored > 0 {
-                    findings.refused_but_stored.push(Incident::of(
-                        submission,
-                        format!("answered {status} but stored"),
-                    ));
+                    findings
+                        .refused_but_stored
+                        .push(Incident::of(submission, format!("answered {status} but stored")));
                 }
             }
             PutOutcome::NoAnswer { .. } => {
@@ -216,10 +214,9 @@ fn judge_refused(
     match stage {
         Stage::AfterScenario => {
             if times_stored > 0 {
-                findings.refused_but_stored.push(Incident::of(
-                    submission,
-                    format!("answered {status} but stored"),
-                ));
+                findings
+                    .refused_but_stored
+                    .push(Incident::of(submission, format!("answered {status} but stored")));
             }
             let Some(drafts) = drafts else {
                 findings.held_by_draft += 1;
@@ -250,8 +247,7 @@ fn draft_holds(draft: Option<&DraftView>, submission: &Submission) -> Result<(),
     if draft.key != submission.key {
         return Err("is for another key");
     }
-    let held =
-        find_record(&draft.payload, &submission.record_id).ok_or("does not hold the record")?;
+    let held = find_record(&draft.payload, &submission.record_id).ok_or("does not hold the record")?;
     match &submission.record {
         Some(record) if record != held => Err("holds a different version of the record"),
         _ => Ok(()),
@@ -333,12 +329,7 @@ mod tests {
     fn a_conflict_held_by_its_draft_is_fine() {
         let subs = [submission("c", conflict("d1"))];
         let drafts = draft("d1", json!([{"id": "c", "notes": "Grüße"}]));
-        let findings = reconcile(
-            &subs,
-            &stored(json!([])),
-            Some(&drafts),
-            Stage::AfterScenario,
-        );
+        let findings = reconcile(&subs, &stored(json!([])), Some(&drafts), Stage::AfterScenario);
         assert_eq!(findings.held_by_draft, 1);
         assert_eq!(findings.incident_count(), 0);
     }
@@ -350,27 +341,14 @@ mod tests {
         let wrong_payload = submission("e", conflict("d1"));
         let drafts = draft("d1", json!([{"id": "e", "notes": "changed"}]));
         let subs = [no_draft, missing_draft, wrong_payload];
-        let findings = reconcile(
-            &subs,
-            &stored(json!([])),
-            Some(&drafts),
-            Stage::AfterScenario,
-        );
+        let findings = reconcile(&subs, &stored(json!([])), Some(&drafts), Stage::AfterScenario);
         assert_eq!(findings.lost_conflicts.len(), 3);
     }
 
     #[test]
     fn after_recovery_a_conflicted_record_must_be_stored_once() {
-        let subs = [
-            submission("c", conflict("d1")),
-            submission("d", conflict("d2")),
-        ];
-        let findings = reconcile(
-            &subs,
-            &stored(json!([{"id": "c"}])),
-            None,
-            Stage::AfterRecovery,
-        );
+        let subs = [submission("c", conflict("d1")), submission("d", conflict("d2"))];
+        let findings = reconcile(&subs, &stored(json!([{"id": "c"}])), None, Stage::AfterRecovery);
         assert_eq!(findings.stored_once, 1);
         assert_eq!(findings.not_restored.len(), 1);
         assert_eq!(findings.not_restored[0].record_id, "d");
@@ -378,12 +356,7 @@ mod tests {
 
     #[test]
     fn an_unanswered_write_is_unknown_not_an_incident() {
-        let subs = [submission(
-            "x",
-            PutOutcome::NoAnswer {
-                error: "reset".into(),
-            },
-        )];
+        let subs = [submission("x", PutOutcome::NoAnswer { error: "reset".into() })];
         let findings = reconcile(&subs, &stored(json!([])), None, Stage::AfterScenario);
         assert_eq!(findings.unknown_missing, 1);
         assert_eq!(findings.incident_count(), 0);
@@ -398,12 +371,7 @@ mod tests {
                 error: "x".into(),
             },
         )];
-        let findings = reconcile(
-            &subs,
-            &stored(json!([{"id": "r"}])),
-            None,
-            Stage::AfterScenario,
-        );
+        let findings = reconcile(&subs, &stored(json!([{"id": "r"}])), None, Stage::AfterScenario);
         assert_eq!(findings.refused_but_stored.len(), 1);
     }
 }

@@ -174,10 +174,7 @@ mod tests {
 
     #[test]
     fn appending_to_an_empty_array() {
-        assert_eq!(
-            append_to_array("[]", r#"{"id":"a"}"#).unwrap(),
-            r#"[{"id":"a"}]"#
-        );
+        assert_eq!(append_to_array("[]", r#"{"id":"a"}"#).unwrap(), r#"[{"id":"a"}]"#);
         assert_eq!(append_to_array(" [ \n ] ", "1").unwrap(), "[1]");
     }
 

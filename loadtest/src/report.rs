@@ -112,6 +112,8 @@ pub struct PilotFacts {
     pub writes: usize,
     pub conflicts: usize,
     pub drafts_answered: usize,
+    /// D's losing account edit was found in its pending draft.
+    pub edit_draft_held: bool,
     pub scenarios: Vec<ScenarioReport>,
     pub recovery: RecoveryReport,
     pub final_findings: Findings,
@@ -131,8 +133,7 @@ impl PilotReport {
             ..
         } = facts;
         let decision = verdict.decision();
-        let ended =
-            facts.started_at + chrono::Duration::from_std(facts.elapsed).unwrap_or_default();
+        let ended = facts.started_at + chrono::Duration::from_std(facts.elapsed).unwrap_or_default();
         let time = |at: DateTime<Utc>| at.format("%Y-%m-%d %H:%M:%S").to_string();
         let window = format!(
             "{} – {} UTC ({:.0} s)",
@@ -141,10 +142,7 @@ impl PilotReport {
             facts.elapsed.as_secs_f64()
         );
         let held: usize = scenarios.iter().map(|s| s.findings.held_by_draft).sum();
-        let lost: usize = scenarios
-            .iter()
-            .map(|s| s.findings.lost_conflicts.len())
-            .sum();
+        let lost: usize = scenarios.iter().map(|s| s.findings.lost_conflicts.len()).sum();
         let missing = verdict.incidents.len();
         let recoveries = format!(
             "{} ({} one by one, {} via submit-all): {} saved, {} kept with their error detail{}",
@@ -159,16 +157,9 @@ impl PilotReport {
                 String::new()
             }
         );
-        let log_500: usize = log_checks
-            .iter()
-            .flat_map(|m| m.values())
-            .map(|c| c.http_500)
-            .sum();
-        let client_500: usize = scenarios
-            .iter()
-            .map(|s| s.findings.server_errors)
-            .sum::<usize>()
-            + final_findings.server_errors;
+        let log_500: usize = log_checks.iter().flat_map(|m| m.values()).map(|c| c.http_500).sum();
+        let client_500: usize =
+            scenarios.iter().map(|s| s.findings.server_errors).sum::<usize>() + final_findings.server_errors;
         let conflict_lines: usize = log_checks
             .iter()
             .flat_map(|m| m.values())
@@ -180,8 +171,8 @@ impl PilotReport {
             .sum::<usize>()
             + final_findings.disappeared.len()
             + final_findings.duplicates.len();
-        let recovery_ok = final_findings.not_restored.is_empty()
-            && !verdict.incidents.iter().any(|i| i.starts_with("D: draft"));
+        let recovery_ok =
+            final_findings.not_restored.is_empty() && !verdict.incidents.iter().any(|i| i.starts_with("D: draft"));
         let a = scenarios.iter().find(|s| s.name == "A");
         let criteria = vec![
             Criterion {
@@ -195,8 +186,9 @@ impl PilotReport {
                 criterion: "All conflicts visible in logs and/or pending saves",
                 met: Some(lost == 0),
                 evidence: format!(
-                    "{} 409s; {held} records found in their pending draft, {lost} not; {}",
+                    "{} 409s; {held} records{} found in their pending draft, {lost} not; {}",
                     facts.conflicts,
+                    if facts.edit_draft_held { " and 1 account edit" } else { "" },
                     if log_checks.is_some() {
                         format!("{conflict_lines} storage_conflict log lines")
                     } else {
@@ -250,11 +242,7 @@ impl PilotReport {
             server: facts.server,
             template: Template {
                 date_time_window: window,
-                number_of_testers: format!(
-                    "{} virtual users ({})",
-                    facts.testers.len(),
-                    facts.testers.join(", ")
-                ),
+                number_of_testers: format!("{} virtual users ({})", facts.testers.len(), facts.testers.join(", ")),
                 approx_writes_attempted: facts.writes,
                 conflicts_observed: facts.conflicts,
                 pending_saves_observed: facts.drafts_answered,
@@ -286,18 +274,10 @@ impl PilotReport {
         let _ = writeln!(md, "## Post-pilot notes\n");
         let _ = writeln!(md, "- Date/time window: {}", t.date_time_window);
         let _ = writeln!(md, "- Number of testers: {}", t.number_of_testers);
-        let _ = writeln!(
-            md,
-            "- Approx writes attempted: {}",
-            t.approx_writes_attempted
-        );
+        let _ = writeln!(md, "- Approx writes attempted: {}", t.approx_writes_attempted);
         let _ = writeln!(md, "- Conflicts observed: {}", t.conflicts_observed);
         let _ = writeln!(md, "- Pending saves observed: {}", t.pending_saves_observed);
-        let _ = writeln!(
-            md,
-            "- Draft recoveries performed: {}",
-            t.draft_recoveries_performed
-        );
+        let _ = writeln!(md, "- Draft recoveries performed: {}", t.draft_recoveries_performed);
         let incidents = if self.incidents.is_empty() {
             "none".to_owned()
         } else {

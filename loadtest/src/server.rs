@@ -32,8 +32,7 @@ impl SpawnedServer {
             .context("creating a temporary directory for the server")?;
         let log_path = dir.path().join("coordinator.log");
         let log = File::create(&log_path).context("creating the server log")?;
-        let errors = File::create(dir.path().join("coordinator.stderr"))
-            .context("creating the stderr file")?;
+        let errors = File::create(dir.path().join("coordinator.stderr")).context("creating the stderr file")?;
         let admin_password = format!("lt-{}", uuid::Uuid::new_v4().simple());
         let database_url = format!("sqlite://{}", dir.path().join("pilot.db").display());
         let child = Command::new(binary)
@@ -70,8 +69,7 @@ impl SpawnedServer {
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
-                let stderr = std::fs::read_to_string(self.dir.path().join("coordinator.stderr"))
-                    .unwrap_or_default();
+                let stderr = std::fs::read_to_string(self.dir.path().join("coordinator.stderr")).unwrap_or_default();
                 bail!("the coordinator exited with {status} before listening: {stderr}");
             }
             let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
@@ -152,10 +150,7 @@ pub fn locate_coordinator(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// `target/<profile>` of the running executable (tests run from `deps/`).
 fn profile_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating this executable")?;
-    let mut dir = exe
-        .parent()
-        .context("this executable has no directory")?
-        .to_owned();
+    let mut dir = exe.parent().context("this executable has no directory")?.to_owned();
     if dir.file_name().is_some_and(|name| name == "deps") {
         dir.pop();
     }
@@ -165,9 +160,7 @@ fn profile_dir() -> anyhow::Result<PathBuf> {
 /// `cargo build [--release] --bin coordinator`, matching this executable's profile.
 fn build_coordinator(profile_dir: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("Cargo.toml");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("Cargo.toml");
     let mut command = Command::new(cargo);
     command
         .args(["build", "--bin", "coordinator", "--manifest-path"])
@@ -186,9 +179,7 @@ fn build_coordinator(profile_dir: &Path) -> anyhow::Result<()> {
         command.arg("--target-dir").arg(target_dir);
     }
     eprintln!("loadtest: no coordinator binary beside this one; building it: {command:?}");
-    let status = command
-        .status()
-        .context("running cargo to build the coordinator")?;
+    let status = command.status().context("running cargo to build the coordinator")?;
     if !status.success() {
         bail!("building the coordinator failed ({status})");
     }

@@ -1,0 +1,8 @@
+//! The load tester's own verdicts, earned against real servers on port 0:
+//! the coordinator (must PASS) and a deliberately faulty server (must FAIL,
+//! with every planted loss counted).
+
+mod against_coordinator;
+mod against_faulty_server;
+mod faulty_server;
+mod helpers;
