@@ -36,6 +36,7 @@ impl Application {
             registry,
             max_body_bytes: settings.max_body_bytes,
             token_ttl: settings.token_ttl(),
+            allow_unconditional: settings.allow_unconditional,
         });
 
         let listener = TcpListener::bind(&settings.listen)
@@ -83,7 +84,8 @@ impl Application {
     }
 }
 
-/// Expired sessions are refused at lookup anyway; this only keeps the table small.
+/// Forgets expired sessions (refused at lookup anyway) and Idempotency-Keys
+/// past their retention, so the tables stay small.
 fn spawn_session_sweeper(store: Store) {
     actix_web::rt::spawn(async move {
         let mut every_hour = actix_web::rt::time::interval(Duration::from_secs(3600));
@@ -91,6 +93,9 @@ fn spawn_session_sweeper(store: Store) {
             every_hour.tick().await;
             if let Err(error) = store.delete_expired_sessions().await {
                 tracing::warn!(event = "session_sweep_failed", error = %error);
+            }
+            if let Err(error) = store.delete_expired_idempotency().await {
+                tracing::warn!(event = "idempotency_sweep_failed", error = %error);
             }
         }
     });

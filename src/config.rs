@@ -74,6 +74,12 @@ pub struct Settings {
     #[arg(long, env = "COORDINATOR_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
 
+    /// For legacy clients that send no If-Match: let such a PUT through when it
+    /// only adds records (a superset by id of the current value); anything
+    /// else becomes a 409 and an `unsafe_overwrite` draft.
+    #[arg(long, env = "COORDINATOR_ALLOW_UNCONDITIONAL", global = true)]
+    pub allow_unconditional: bool,
+
     /// HTTP worker threads; defaults to the number of CPU cores.
     #[arg(long, env = "COORDINATOR_WORKERS", global = true)]
     pub workers: Option<usize>,

@@ -6,13 +6,15 @@ use crate::domain::draft::Draft;
 use crate::store::Store;
 use actix::prelude::*;
 
-/// Store `draft` durably, then call `then(saved)`. The caller answers its
-/// client from `then`, so a 409 is sent only after its draft is on disk.
+/// Store `draft` durably, then call `then` with its id (`None` if it could
+/// not be stored). The caller answers its client from `then`, so a 409 is
+/// sent only after its draft is on disk. The id is that of an identical
+/// pending draft when there is one: drafts are deduplicated.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PersistDraft {
     pub draft: Draft,
-    pub then: Box<dyn FnOnce(bool) + Send>,
+    pub then: Box<dyn FnOnce(Option<String>) + Send>,
 }
 
 pub struct DraftActor {
@@ -41,12 +43,13 @@ impl DraftActor {
             let drafts: Vec<&Draft> = batch.iter().map(|p| &p.draft).collect();
             let result = store.insert_drafts(&drafts).await;
             // One bad draft must not sink the others: retry one by one.
-            let saved: Vec<Result<(), String>> = match result {
-                Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+            let saved: Vec<Result<String, String>> = match result {
+                Ok(ids) => ids.into_iter().map(Ok).collect(),
                 Err(_) if batch.len() > 1 => {
                     let mut each = Vec::with_capacity(batch.len());
                     for request in &batch {
-                        each.push(store.insert_drafts(&[&request.draft]).await.map_err(|e| e.to_string()));
+                        let id = store.insert_drafts(&[&request.draft]).await.map(|mut ids| ids.remove(0));
+                        each.push(id.map_err(|e| e.to_string()));
                     }
                     each
                 }
@@ -58,7 +61,7 @@ impl DraftActor {
             tracing::debug!(event = "draft_batch_committed", batchSize = batch.len());
             for (request, result) in batch.into_iter().zip(saved) {
                 log_outcome(&request.draft, &result);
-                (request.then)(result.is_ok());
+                (request.then)(result.ok());
             }
             act.flushing = false;
             act.flush(ctx);
@@ -66,12 +69,13 @@ impl DraftActor {
     }
 }
 
-fn log_outcome(draft: &Draft, result: &Result<(), String>) {
+fn log_outcome(draft: &Draft, result: &Result<String, String>) {
     let incoming_count = draft.incoming_count();
     match result {
-        Ok(()) => tracing::info!(
+        Ok(id) => tracing::info!(
             event = "storage_pending_draft_saved",
-            draftId = %draft.id,
+            draftId = %id,
+            deduplicated = *id != draft.id,
             key = %draft.key,
             username = %draft.username,
             reason = draft.reason.as_str(),

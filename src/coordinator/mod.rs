@@ -16,8 +16,10 @@ mod draft_actor;
 mod key_actor;
 mod messages;
 mod registry;
+mod submit;
+mod write;
 
 pub use draft_actor::{DraftActor, PersistDraft};
 pub use key_actor::KeyActor;
-pub use messages::{SubmitDraft, SubmitOutcome, Write, WriteOutcome};
+pub use messages::{IdempotencyRequest, SubmitDraft, SubmitOutcome, Write, WriteOutcome};
 pub use registry::Registry;

@@ -61,7 +61,11 @@ pub fn new_token() -> String {
 
 /// The only form of a token the database ever sees.
 pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    sha256_hex(token.as_bytes())
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// A generated password for the first admin: 24 characters from a 62-letter

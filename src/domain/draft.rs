@@ -6,13 +6,16 @@ use super::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DraftReason {
     /// The write's precondition was stale: someone else committed first.
     Conflict,
     /// The write was valid but could not be committed on our side.
     WriteFailed,
+    /// A write without If-Match (allowed by `--allow-unconditional`) that
+    /// would have removed or changed existing records.
+    UnsafeOverwrite,
 }
 
 impl DraftReason {
@@ -20,6 +23,7 @@ impl DraftReason {
         match self {
             DraftReason::Conflict => "conflict",
             DraftReason::WriteFailed => "write_failed",
+            DraftReason::UnsafeOverwrite => "unsafe_overwrite",
         }
     }
 
@@ -27,6 +31,7 @@ impl DraftReason {
         match raw {
             "conflict" => Some(DraftReason::Conflict),
             "write_failed" => Some(DraftReason::WriteFailed),
+            "unsafe_overwrite" => Some(DraftReason::UnsafeOverwrite),
             _ => None,
         }
     }
@@ -55,6 +60,12 @@ pub struct Draft {
 }
 
 impl Draft {
+    /// What identifies a draft's content for deduplication, with its owner,
+    /// key and base version.
+    pub fn payload_hash(&self) -> String {
+        crate::domain::credentials::sha256_hex(self.payload.to_string().as_bytes())
+    }
+
     /// Records in the payload, when it is an array (the runbook's `incomingCount`).
     pub fn incoming_count(&self) -> Option<usize> {
         record_count(&self.payload)

@@ -3,6 +3,7 @@
 
 pub mod credentials;
 pub mod draft;
+pub mod items;
 pub mod merge;
 pub mod precondition;
 pub mod storage_key;

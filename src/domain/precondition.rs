@@ -37,7 +37,7 @@ pub enum EntityTag {
 }
 
 /// The state a precondition is judged against; `None` when the key was never written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CurrentTag {
     pub version: i64,
     pub updated_at: Timestamp,

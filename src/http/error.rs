@@ -2,6 +2,7 @@
 //! every rejection answers `{"error": "<stable code>", "message": "..."}`.
 //! Internal causes are logged with their chain and never shown to clients.
 
+use crate::domain::items::ItemError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
@@ -41,6 +42,15 @@ pub enum ApiError {
     /// 409: a user with that name exists.
     #[error("a user with that name already exists")]
     UserExists,
+    /// 404, 409: an item write that does not fit the key's current value.
+    #[error("{0}")]
+    Item(#[from] crate::domain::items::ItemError),
+    /// 400: `Idempotency-Key` must be 1-255 visible ASCII characters.
+    #[error("Idempotency-Key must be 1-255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    /// 422: this `Idempotency-Key` was used before with a different request.
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
     /// 413: the body is larger than `--max-body-bytes`.
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -69,6 +79,9 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::UserExists => "user_exists",
+            ApiError::Item(error) => error.code(),
+            ApiError::InvalidIdempotencyKey => "invalid_idempotency_key",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::PreconditionRequired => "precondition_required",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
@@ -90,7 +103,11 @@ impl ResponseError for ApiError {
             | ApiError::InvalidKey(_)
             | ApiError::InvalidPrecondition(_)
             | ApiError::InvalidTransactionId
+            | ApiError::InvalidIdempotencyKey
             | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Item(ItemError::RecordNotFound) => StatusCode::NOT_FOUND,
+            ApiError::Item(ItemError::DuplicateId | ItemError::NotAnArray) => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,

@@ -32,6 +32,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(storage::get_value))
                     .route(web::put().to(storage::put_value)),
             )
+            .service(resource("/storage/{key}/items").route(web::post().to(storage::append_item)))
+            .service(
+                resource("/storage/{key}/items/{id}")
+                    .route(web::patch().to(storage::patch_item))
+                    .route(web::delete().to(storage::delete_item)),
+            )
             .service(resource("/storage/{key}/history").route(web::get().to(storage::history)))
             .service(resource("/storage/{key}/versions/{version}").route(web::get().to(storage::version)))
             .service(resource("/drafts").route(web::get().to(drafts::list_mine)))

@@ -8,4 +8,6 @@ pub struct AppState {
     pub registry: Registry,
     pub max_body_bytes: usize,
     pub token_ttl: Duration,
+    /// `--allow-unconditional`: PUT without If-Match may add records, never drop or change them.
+    pub allow_unconditional: bool,
 }

@@ -1,17 +1,22 @@
-//! `GET` and `PUT /api/storage/{key}`.
+//! `/api/storage/{key}`: read, write (whole value or one record), history.
 
 use super::body::{parse_json, read_limited};
 use super::error::ApiError;
 use super::extract::{AdminUser, AuthenticatedUser, TransactionId};
 use super::state::AppState;
-use crate::coordinator::{Write, WriteOutcome};
+use crate::coordinator::{IdempotencyRequest, Write, WriteOutcome};
+use crate::domain::credentials::sha256_hex;
+use crate::domain::items::Change;
 use crate::domain::merge::record_count;
 use crate::domain::{Precondition, StorageKey};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const PREFER: HeaderName = HeaderName::from_static("prefer");
 
 fn etag(version: i64) -> (header::HeaderName, String) {
     (header::ETAG, format!("\"{version}\""))
@@ -65,53 +70,196 @@ pub async fn version(
 ) -> Result<HttpResponse, ApiError> {
     let (key, version) = path.into_inner();
     let key = StorageKey::parse(&key)?;
-    let entry = state
-        .store
-        .history_entry(key.as_str(), version)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let entry = state.store.history_entry(key.as_str(), version).await?.ok_or(ApiError::NotFound)?;
     let mut body = serde_json::to_value(&entry).map_err(|e| ApiError::Internal(e.into()))?;
     body["key"] = json!(key.as_str());
     Ok(HttpResponse::Ok().json(body))
 }
 
+/// `PUT /api/storage/{key}`: replace the whole value.
 pub async fn put_value(
     state: web::Data<AppState>,
     user: AuthenticatedUser,
-    TransactionId(transaction_id): TransactionId,
+    transaction_id: TransactionId,
     key: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    // Everything is validated before the actor sees the write: a rejected
-    // request stores nothing and makes no draft.
     let key = StorageKey::parse(&key)?;
-    let raw_if_match = req.headers().get(header::IF_MATCH);
-    let precondition = Precondition::from_headers(
-        raw_if_match.map(HeaderValue::as_bytes),
-        req.headers().get(header::IF_NONE_MATCH).map(HeaderValue::as_bytes),
-    )?;
-    let if_match = raw_if_match.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let body = read_limited(payload, super::content_length(&req), state.max_body_bytes).await?;
-    let value: Value = parse_json(&body)?;
+    let request = WriteRequest::read(&state, &req, payload).await?;
+    let value: Value = parse_json(&request.body)?;
+    let change = Change::Replace(value);
+    dispatch(&state, user, transaction_id, key, change, request).await
+}
 
+/// `POST /api/storage/{key}/items`: append one record (an `id` is assigned
+/// when missing).
+pub async fn append_item(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+    transaction_id: TransactionId,
+    key: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let key = StorageKey::parse(&key)?;
+    let request = WriteRequest::read(&state, &req, payload).await?;
+    let mut record: serde_json::Map<String, Value> = parse_json(&request.body)?;
+    match record.get("id") {
+        None => {
+            record.insert("id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+        }
+        Some(id) if id.is_string() || id.is_number() => {}
+        Some(_) => return Err(ApiError::InvalidRequest("a record's id is a string or a number".into())),
+    }
+    let change = Change::Append(Value::Object(record));
+    dispatch(&state, user, transaction_id, key, change, request).await
+}
+
+/// `PATCH /api/storage/{key}/items/{id}`: replace some fields of one record.
+pub async fn patch_item(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+    transaction_id: TransactionId,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (key, id) = path.into_inner();
+    let key = StorageKey::parse(&key)?;
+    let request = WriteRequest::read(&state, &req, payload).await?;
+    let fields: serde_json::Map<String, Value> = parse_json(&request.body)?;
+    if fields.get("id").is_some_and(|new_id| !id_matches(new_id, &id)) {
+        return Err(ApiError::InvalidRequest("a record's id cannot be changed".into()));
+    }
+    let change = Change::Patch { id, fields };
+    dispatch(&state, user, transaction_id, key, change, request).await
+}
+
+/// `DELETE /api/storage/{key}/items/{id}`: remove one record.
+pub async fn delete_item(
+    state: web::Data<AppState>,
+    user: AuthenticatedUser,
+    transaction_id: TransactionId,
+    path: web::Path<(String, String)>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (key, id) = path.into_inner();
+    let key = StorageKey::parse(&key)?;
+    let request = WriteRequest::read(&state, &req, payload).await?;
+    dispatch(&state, user, transaction_id, key, Change::Remove { id }, request).await
+}
+
+fn id_matches(id: &Value, path_id: &str) -> bool {
+    match id {
+        Value::String(s) => s == path_id,
+        Value::Number(n) => n.to_string() == path_id,
+        _ => false,
+    }
+}
+
+/// What every write route reads from the request, validated before the
+/// key's actor sees anything: a rejected request stores nothing, makes no
+/// draft, and does not use up its `Idempotency-Key`.
+struct WriteRequest {
+    precondition: Precondition,
+    if_match: Option<String>,
+    prefer_merge: bool,
+    idempotency_key: Option<String>,
+    /// Hash of method, path, conditional headers and body: what the
+    /// `Idempotency-Key` stands for.
+    request_hash: String,
+    body: web::Bytes,
+}
+
+impl WriteRequest {
+    async fn read(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<Self, ApiError> {
+        let headers = req.headers();
+        let raw_if_match = headers.get(header::IF_MATCH);
+        let raw_if_none_match = headers.get(header::IF_NONE_MATCH);
+        let precondition = Precondition::from_headers(
+            raw_if_match.map(HeaderValue::as_bytes),
+            raw_if_none_match.map(HeaderValue::as_bytes),
+        )?;
+        let if_match = raw_if_match.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let prefer_merge = headers.get_all(PREFER).any(|value| {
+            value.to_str().is_ok_and(|text| {
+                text.split(',')
+                    .any(|preference| preference.split(';').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("merge")))
+            })
+        });
+        let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
+            None => None,
+            Some(value) => {
+                let text = value.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?;
+                let visible = |b: u8| (0x21..=0x7e).contains(&b);
+                if text.is_empty() || text.len() > 255 || !text.bytes().all(visible) {
+                    return Err(ApiError::InvalidIdempotencyKey);
+                }
+                Some(text.to_owned())
+            }
+        };
+        let body = read_limited(payload, super::content_length(req), state.max_body_bytes).await?;
+        let fingerprint = [
+            req.method().as_str().as_bytes(),
+            req.path().as_bytes(),
+            raw_if_match.map_or(&b""[..], HeaderValue::as_bytes),
+            raw_if_none_match.map_or(&b""[..], HeaderValue::as_bytes),
+            if prefer_merge { b"merge" } else { b"" },
+            &body,
+        ]
+        .join(&0u8);
+        Ok(Self {
+            precondition,
+            if_match,
+            prefer_merge,
+            idempotency_key,
+            request_hash: sha256_hex(&fingerprint),
+            body,
+        })
+    }
+}
+
+/// Hands a validated write to the key's actor and answers with its outcome.
+async fn dispatch(
+    state: &AppState,
+    user: AuthenticatedUser,
+    TransactionId(transaction_id): TransactionId,
+    key: StorageKey,
+    change: Change,
+    request: WriteRequest,
+) -> Result<HttpResponse, ApiError> {
+    let appends = matches!(change, Change::Append(_));
+    let incoming_count = match &change {
+        Change::Replace(value) => record_count(value),
+        _ => None,
+    };
     tracing::info!(
         event = "storage_request",
         key = %key,
         username = %user.username,
         transactionId = %transaction_id,
-        conditional = precondition.is_conditional(),
-        ifMatch = if_match.as_deref(),
-        incomingCount = record_count(&value),
+        conditional = request.precondition.is_conditional(),
+        ifMatch = request.if_match.as_deref(),
+        change = change.kind(),
+        incomingCount = incoming_count,
     );
     let (reply, outcome) = oneshot::channel();
+    let idempotency = request.idempotency_key.map(|key| IdempotencyRequest {
+        key,
+        request_hash: request.request_hash,
+    });
     state.registry.dispatch(
         &key,
         Write {
             key: key.clone(),
-            value,
-            precondition,
-            if_match: if_match.clone(),
+            change,
+            precondition: request.precondition,
+            if_match: request.if_match.clone(),
+            prefer_merge: request.prefer_merge,
+            allow_unconditional: state.allow_unconditional,
+            idempotency,
             username: user.username,
             transaction_id: transaction_id.clone(),
             reply,
@@ -120,21 +268,55 @@ pub async fn put_value(
     let outcome = outcome
         .await
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("the key actor dropped a write without answering")))?;
+    let shown = Shown {
+        key: &key,
+        if_match: request.if_match.as_deref(),
+        transaction_id: &transaction_id,
+        appends,
+    };
+    render(outcome, &shown)
+}
 
+/// What a write's response shows besides its outcome.
+struct Shown<'a> {
+    key: &'a StorageKey,
+    if_match: Option<&'a str>,
+    transaction_id: &'a str,
+    /// `POST .../items` answers 201: it created a record.
+    appends: bool,
+}
+
+fn render(outcome: WriteOutcome, shown: &Shown<'_>) -> Result<HttpResponse, ApiError> {
+    let Shown {
+        key,
+        if_match,
+        transaction_id,
+        appends,
+    } = *shown;
     Ok(match outcome {
         WriteOutcome::Committed {
             version,
             updated_at,
             created,
+            merged,
+            item_id,
         } => {
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-            HttpResponse::build(status).insert_header(etag(version)).json(json!({
-                "key": key.as_str(),
-                "version": version,
-                "updatedAt": updated_at,
-            }))
+            let status = if created || appends { StatusCode::CREATED } else { StatusCode::OK };
+            let mut response = HttpResponse::build(status);
+            response.insert_header(etag(version));
+            if merged {
+                response.insert_header(("preference-applied", "merge"));
+            }
+            let mut body = json!({ "key": key.as_str(), "version": version, "updatedAt": updated_at });
+            if merged {
+                body["merged"] = json!(true);
+            }
+            if let Some(id) = item_id {
+                body["id"] = id;
+            }
+            response.json(body)
         }
-        WriteOutcome::Conflict { current, draft_id } => {
+        WriteOutcome::Conflict { current, draft_id, reason } => {
             let mut response = HttpResponse::Conflict();
             if let Some(current) = current {
                 response.insert_header(etag(current.version));
@@ -142,6 +324,7 @@ pub async fn put_value(
             response.json(json!({
                 "error": "conflict",
                 "message": "the value changed since the version you named; your payload is kept as a draft",
+                "reason": reason,
                 "key": key.as_str(),
                 "ifMatch": if_match,
                 "currentVersion": current.map(|c| c.version),
@@ -152,6 +335,8 @@ pub async fn put_value(
             }))
         }
         WriteOutcome::PreconditionRequired => return Err(ApiError::PreconditionRequired),
+        WriteOutcome::Rejected { error } => return Err(ApiError::Item(error)),
+        WriteOutcome::IdempotencyKeyReused => return Err(ApiError::IdempotencyKeyReused),
         WriteOutcome::Failed { draft_id } => HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "1"))
             .json(json!({
@@ -162,5 +347,12 @@ pub async fn put_value(
                 "draftId": draft_id,
                 "transactionId": transaction_id,
             })),
+        WriteOutcome::Replayed(first) => {
+            let mut response = render(*first, shown)?;
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"));
+            response
+        }
     })
 }

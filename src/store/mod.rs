@@ -4,10 +4,12 @@
 //! whichever pool is configured.
 
 mod drafts;
+mod idempotency;
 mod storage;
 mod users;
 
 pub use drafts::{DraftFilter, DraftStats};
+pub use idempotency::{IdempotencyRecord, IDEMPOTENCY_RETENTION};
 pub use storage::{Commit, CommitOutcome, HistoryEntry, StoredValue};
 pub use users::{NewUserOutcome, SessionUser};
 

@@ -1,3 +1,4 @@
+use super::idempotency::{insert_idempotency, IdempotencyRecord};
 use super::{with_pool, Store, StoreResult};
 use crate::domain::Timestamp;
 use chrono::{DateTime, Utc};
@@ -84,6 +85,9 @@ pub struct Commit<'a> {
     /// A draft this commit recovers: deleted in the same transaction, so a
     /// draft is never both applied and still pending.
     pub consumes_draft: Option<&'a str>,
+    /// The outcome to remember for an `Idempotency-Key`, in the same
+    /// transaction: a retry can never find the write done but unrecorded.
+    pub idempotency: Option<&'a IdempotencyRecord>,
 }
 
 impl Commit<'_> {
@@ -175,6 +179,9 @@ impl Store {
                     tx.rollback().await?;
                     return Ok(CommitOutcome::DraftGone);
                 }
+            }
+            if let Some(record) = commit.idempotency {
+                insert_idempotency(&mut *tx, record).await?;
             }
             tx.commit().await?;
             Ok(CommitOutcome::Committed)

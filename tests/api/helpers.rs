@@ -55,7 +55,8 @@ macro_rules! on_both_backends {
 pub struct TestDatabase {
     pub url: String,
     pub backend: Backend,
-    dir: Option<tempfile::TempDir>,
+    /// Keeps the SQLite directory alive as long as the test needs it.
+    _dir: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
 }
 
@@ -65,7 +66,7 @@ impl TestDatabase {
         Self {
             url: format!("sqlite://{}", dir.path().join("coordinator.db").display()),
             backend: Backend::Sqlite,
-            dir: Some(dir),
+            _dir: Some(dir),
             postgres: None,
         }
     }
@@ -99,7 +100,7 @@ impl TestDatabase {
         Some(Self {
             url: format!("{base}/{name}"),
             backend: Backend::Postgres,
-            dir: None,
+            _dir: None,
             postgres: Some((admin_url, name)),
         })
     }
@@ -111,9 +112,21 @@ impl TestDatabase {
         }
     }
 
+    /// Another handle on the same database, for a second instance; only the
+    /// first handle drops the database.
+    pub fn shared(other: &TestDatabase) -> Self {
+        Self {
+            url: other.url.clone(),
+            backend: other.backend,
+            _dir: None,
+            postgres: None,
+        }
+    }
+
     /// The SQLite file, for tests that read it directly.
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
-        self.dir.as_ref().map(|dir| dir.path().join("coordinator.db"))
+        let path = self.url.strip_prefix("sqlite://")?;
+        Some(std::path::PathBuf::from(path))
     }
 }
 

@@ -6,6 +6,9 @@ mod helpers;
 
 mod auth;
 mod drafts;
+mod instances;
+mod items;
 mod process;
+mod retries;
 mod runbook;
 mod storage;

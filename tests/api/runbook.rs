@@ -101,8 +101,8 @@ on_both_backends! {
         app.seed("activities", &json!([])).await;
         app.seed("accounts", &json!([])).await;
         app.seed("internalActivities", &json!([])).await;
-        for _ in 0..3 {
-            let reply = app.put(&user.token, "activities", &json!([{"id": "late"}]), Some("\"0\"")).await;
+        for n in 0..3 {
+            let reply = app.put(&user.token, "activities", &json!([{"id": format!("late-{n}")}]), Some("\"0\"")).await;
             assert_eq!(reply.status, StatusCode::CONFLICT);
         }
         let touched = app.put(&app.admin_token, "accounts", &json!([{"id": "acct"}]), Some("\"1\"")).await;

@@ -247,6 +247,34 @@ on_both_backends! {
         assert!(reply.transaction_id.is_some_and(|id| id.len() == 36));
     }
 
+    async fn a_client_that_hangs_up_mid_request_still_gets_its_draft_kept(app) {
+        use tokio::io::AsyncWriteExt;
+        app.seed("activities", &json!([])).await;
+        let body = json!([activity("gone", "admin", "sent, then the laptop lid closed")]).to_string();
+        let request = format!(
+            "PUT /api/storage/activities HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {}\r\n\
+             If-Match: \"7\"\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            app.admin_token,
+            body.len()
+        );
+        let address = app.address.trim_start_matches("http://");
+        let mut socket = tokio::net::TcpStream::connect(address).await.expect("connecting");
+        socket.write_all(request.as_bytes()).await.expect("sending");
+        drop(socket);
+        // The write was dispatched whole; the draft appears although nobody waits for the 409.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let drafts = app.my_drafts(&app.admin_token).await;
+            if let Some(draft) = drafts.first() {
+                assert_eq!(draft["payload"][0]["id"], "gone");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the draft of a hung-up client was lost");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(app.read(&app.admin_token, "activities").await.body["version"], 1);
+    }
+
     async fn unknown_routes_and_methods_answer_json_errors(app) {
         let reply = app.get(&app.admin_token, "/api/nothing-here").await;
         assert_eq!((reply.status, reply.body["error"].clone()), (StatusCode::NOT_FOUND, json!("not_found")));

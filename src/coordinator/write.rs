@@ -1,0 +1,400 @@
+//! How a key actor handles one write: replay an idempotent retry, judge the
+//! precondition, apply the change, commit it as a compare-and-set, and keep
+//! anything that cannot be committed as a draft.
+
+use super::draft_actor::PersistDraft;
+use super::key_actor::{Cached, KeyEnv};
+use super::messages::{Write, WriteOutcome};
+use crate::domain::draft::Draft;
+use crate::domain::items::{is_pure_superset, Change};
+use crate::domain::merge::{record_count, three_way_merge};
+use crate::domain::precondition::CurrentTag;
+use crate::domain::{DraftReason, Precondition, Timestamp};
+use crate::store::{Commit, CommitOutcome, IdempotencyRecord, StoreResult, StoredValue};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// How often a commit may find the database moved on (another instance won
+/// the race) and retry after reloading, before the write is kept as a draft.
+const MAX_COMMIT_ATTEMPTS: usize = 5;
+
+pub(super) async fn current_value(env: &KeyEnv, cached: Cached) -> StoreResult<Option<Arc<StoredValue>>> {
+    match cached {
+        Cached::Known(current) => Ok(current),
+        Cached::Unknown => Ok(env.store.load_value(env.key.as_str()).await?.map(Arc::new)),
+    }
+}
+
+pub(super) fn tag_of(current: &Option<Arc<StoredValue>>) -> Option<CurrentTag> {
+    current.as_ref().map(|c| CurrentTag {
+        version: c.version,
+        updated_at: c.updated_at,
+    })
+}
+
+enum Verdict {
+    Apply,
+    Stale,
+    PreconditionRequired,
+    /// No precondition, `--allow-unconditional`, and the write would remove
+    /// or change existing records.
+    Unsafe,
+}
+
+fn judge(write: &Write, current: Option<&StoredValue>) -> Verdict {
+    let tag = current.map(|c| CurrentTag {
+        version: c.version,
+        updated_at: c.updated_at,
+    });
+    match &write.precondition {
+        Precondition::IfMatch(if_match) if if_match.matches(tag) => Verdict::Apply,
+        Precondition::IfMatch(_) => Verdict::Stale,
+        Precondition::IfNoneMatchAny if current.is_none() => Verdict::Apply,
+        Precondition::IfNoneMatchAny => Verdict::Stale,
+        Precondition::None => match (current, &write.change) {
+            (None, _) => Verdict::Apply,
+            // Item changes apply to whatever is current: they cannot go stale.
+            (Some(_), change) if change.is_item_change() => Verdict::Apply,
+            (Some(current), Change::Replace(new)) if write.allow_unconditional => {
+                if is_pure_superset(&current.value, new) {
+                    Verdict::Apply
+                } else {
+                    Verdict::Unsafe
+                }
+            }
+            (Some(_), _) => Verdict::PreconditionRequired,
+        },
+    }
+}
+
+/// Check, commit, bump. Returns what the actor should cache afterwards.
+pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Cached {
+    let mut current = match current_value(&env, cached).await {
+        Ok(current) => current,
+        Err(error) => {
+            fail_write(&env, write, None, None, &error);
+            return Cached::Unknown;
+        }
+    };
+    if let Some(request) = &write.idempotency {
+        match env.store.find_idempotency(&write.username, &request.key).await {
+            Ok(None) => {}
+            Ok(Some(saved)) => {
+                let outcome = if saved.request_hash != request.request_hash {
+                    WriteOutcome::IdempotencyKeyReused
+                } else {
+                    match serde_json::from_str(&saved.outcome) {
+                        Ok(first) => WriteOutcome::Replayed(Box::new(first)),
+                        Err(_) => WriteOutcome::IdempotencyKeyReused,
+                    }
+                };
+                let _ = write.reply.send(outcome);
+                return Cached::Known(current);
+            }
+            Err(error) => {
+                fail_write(&env, write, tag_of(&current), None, &error);
+                return Cached::Unknown;
+            }
+        }
+    }
+    // A stale verdict or a lost compare-and-set may only mean this cache is
+    // behind the database (another instance wrote): reload once and judge again.
+    let mut reloaded = false;
+    for _ in 0..MAX_COMMIT_ATTEMPTS {
+        let verdict = judge(&write, current.as_deref());
+        if matches!(verdict, Verdict::Stale | Verdict::Unsafe) && !reloaded {
+            match env.store.load_value(env.key.as_str()).await {
+                Ok(fresh) => current = fresh.map(Arc::new),
+                Err(error) => {
+                    fail_write(&env, write, tag_of(&current), None, &error);
+                    return Cached::Unknown;
+                }
+            }
+            reloaded = true;
+            continue;
+        }
+        let (value, merged) = match verdict {
+            Verdict::PreconditionRequired => {
+                let _ = write.reply.send(WriteOutcome::PreconditionRequired);
+                return Cached::Known(current);
+            }
+            Verdict::Unsafe => {
+                let payload = fallback_payload(&write.change);
+                keep_draft(&env, write, &current, DraftReason::UnsafeOverwrite, payload, None);
+                return Cached::Known(current);
+            }
+            Verdict::Stale => match resolve_stale(&env, &write, &current).await {
+                Ok(StaleResolution::Merged(merged)) => (merged, true),
+                Ok(StaleResolution::Draft { payload, base_version }) => {
+                    keep_draft(&env, write, &current, DraftReason::Conflict, payload, base_version);
+                    return Cached::Known(current);
+                }
+                Err(error) => {
+                    fail_write(&env, write, tag_of(&current), None, &error);
+                    return Cached::Unknown;
+                }
+            },
+            Verdict::Apply => match write.change.apply(current.as_ref().map(|c| &c.value)) {
+                Ok(value) => (value, false),
+                Err(error) => {
+                    let _ = write.reply.send(WriteOutcome::Rejected { error });
+                    return Cached::Known(current);
+                }
+            },
+        };
+
+        let next = StoredValue {
+            value,
+            version: current.as_ref().map_or(1, |c| c.version + 1),
+            updated_at: Timestamp::next_after(current.as_ref().map(|c| c.updated_at)),
+        };
+        let outcome = WriteOutcome::Committed {
+            version: next.version,
+            updated_at: next.updated_at,
+            created: current.is_none(),
+            merged,
+            item_id: write.change.item_id(),
+        };
+        let idempotency = idempotency_record(&write, &outcome);
+        let commit = Commit {
+            key: env.key.as_str(),
+            expected_version: current.as_ref().map(|c| c.version),
+            value: &next.value,
+            updated_at: next.updated_at,
+            username: &write.username,
+            transaction_id: &write.transaction_id,
+            consumes_draft: None,
+            idempotency: idempotency.as_ref(),
+        };
+        match env.store.commit(&commit).await {
+            Ok(CommitOutcome::Committed) => {
+                tracing::info!(
+                    event = "storage_write",
+                    key = %env.key,
+                    username = %write.username,
+                    transactionId = %write.transaction_id,
+                    conditional = write.precondition.is_conditional(),
+                    ifMatch = write.if_match.as_deref(),
+                    change = write.change.kind(),
+                    merged,
+                    version = next.version,
+                    updatedAt = %next.updated_at,
+                    incomingCount = record_count(&next.value),
+                    currentCount = current.as_ref().and_then(|c| record_count(&c.value)),
+                );
+                let _ = write.reply.send(outcome);
+                return Cached::Known(Some(Arc::new(next)));
+            }
+            Ok(CommitOutcome::VersionMoved | CommitOutcome::DraftGone) => {
+                match env.store.load_value(env.key.as_str()).await {
+                    Ok(fresh) => current = fresh.map(Arc::new),
+                    Err(error) => {
+                        fail_write(&env, write, tag_of(&current), Some(next.value), &error);
+                        return Cached::Unknown;
+                    }
+                }
+                reloaded = true;
+            }
+            Err(error) => {
+                fail_write(&env, write, tag_of(&current), Some(next.value), &error);
+                return Cached::Unknown;
+            }
+        }
+    }
+    // The database kept moving under us: keep the payload rather than spin.
+    let payload = fallback_payload(&write.change);
+    let base_version = named_version(&write.precondition);
+    keep_draft(&env, write, &current, DraftReason::Conflict, payload, base_version);
+    Cached::Known(current)
+}
+
+enum StaleResolution {
+    /// `Prefer: merge` and the changes do not overlap: commit this instead.
+    Merged(Value),
+    /// Keep this payload as a draft based on that version.
+    Draft { payload: Value, base_version: Option<i64> },
+}
+
+/// A stale write becomes a draft of what its author meant: the whole value
+/// for a PUT, or the item change applied to the version the author saw. With
+/// `Prefer: merge`, a PUT is first merged three ways against the current value.
+async fn resolve_stale(env: &KeyEnv, write: &Write, current: &Option<Arc<StoredValue>>) -> StoreResult<StaleResolution> {
+    let base_version = base_version_of(env, &write.precondition).await?;
+    let needs_base = write.prefer_merge || write.change.is_item_change();
+    let base = match base_version {
+        Some(version) if needs_base => env.store.history_value(env.key.as_str(), version).await?,
+        _ => None,
+    };
+    let theirs = current.as_ref().map(|c| &c.value);
+    let payload = match &write.change {
+        Change::Replace(ours) => {
+            if write.prefer_merge {
+                if let Ok(merged) = three_way_merge(base.as_ref(), theirs, ours) {
+                    return Ok(StaleResolution::Merged(merged));
+                }
+            }
+            ours.clone()
+        }
+        change => change
+            .apply(base.as_ref())
+            .or_else(|_| change.apply(theirs))
+            .unwrap_or_else(|_| fallback_payload(change)),
+    };
+    Ok(StaleResolution::Draft { payload, base_version })
+}
+
+/// What to keep of a change when it could not be applied to any known value:
+/// the whole value, or the one record as an array (a later submit then adds
+/// it to whatever is current).
+fn fallback_payload(change: &Change) -> Value {
+    match change {
+        Change::Replace(value) => value.clone(),
+        Change::Append(record) => json!([record]),
+        Change::Patch { id, fields } => {
+            let mut record = fields.clone();
+            record.insert("id".into(), Value::String(id.clone()));
+            json!([record])
+        }
+        Change::Remove { .. } => json!([]),
+    }
+}
+
+fn idempotency_record(write: &Write, outcome: &WriteOutcome) -> Option<IdempotencyRecord> {
+    let request = write.idempotency.as_ref()?;
+    Some(IdempotencyRecord {
+        username: write.username.clone(),
+        key: request.key.clone(),
+        request_hash: request.request_hash.clone(),
+        outcome: serde_json::to_string(outcome).ok()?,
+    })
+}
+
+/// The write lost (or was unsafe): log the conflict, hand the payload to the
+/// draft actor, and answer 409 once the draft is durable.
+fn keep_draft(
+    env: &KeyEnv,
+    write: Write,
+    current: &Option<Arc<StoredValue>>,
+    reason: DraftReason,
+    payload: Value,
+    base_version: Option<i64>,
+) {
+    let current_tag = tag_of(current);
+    tracing::warn!(
+        event = "storage_conflict",
+        key = %env.key,
+        username = %write.username,
+        transactionId = %write.transaction_id,
+        conditional = write.precondition.is_conditional(),
+        ifMatch = write.if_match.as_deref(),
+        reason = reason.as_str(),
+        currentVersion = current_tag.map(|c| c.version),
+        currentUpdatedAt = current_tag.map(|c| c.updated_at.to_rfc3339()),
+        incomingCount = record_count(&payload),
+        currentCount = current.as_ref().and_then(|c| record_count(&c.value)),
+        statusCode = 409,
+    );
+    let draft = new_draft(&write, reason, payload, base_version, current_tag, None);
+    let store = env.store.clone();
+    env.drafts.do_send(PersistDraft {
+        draft,
+        then: Box::new(move |draft_id| {
+            let outcome = WriteOutcome::Conflict {
+                current: current_tag,
+                draft_id,
+                reason,
+            };
+            // Remember the 409 for retries with the same Idempotency-Key
+            // (only once its draft is safe), then answer.
+            let record = outcome.draft_saved().then(|| idempotency_record(&write, &outcome)).flatten();
+            match record {
+                None => {
+                    let _ = write.reply.send(outcome);
+                }
+                Some(record) => {
+                    actix::spawn(async move {
+                        if let Err(error) = store.save_idempotency(&record).await {
+                            tracing::warn!(event = "idempotency_save_failed", error = %error);
+                        }
+                        let _ = write.reply.send(outcome);
+                    });
+                }
+            }
+        }),
+    });
+}
+
+/// The commit failed on our side: log it, keep the payload as a
+/// `write_failed` draft, answer 503. `attempted` is the value that failed
+/// to commit, when it got that far.
+fn fail_write(env: &KeyEnv, write: Write, current: Option<CurrentTag>, attempted: Option<Value>, error: &sqlx::Error) {
+    tracing::error!(
+        event = "storage_write_failed",
+        key = %env.key,
+        username = %write.username,
+        transactionId = %write.transaction_id,
+        conditional = write.precondition.is_conditional(),
+        ifMatch = write.if_match.as_deref(),
+        statusCode = 503,
+        error = %error,
+    );
+    let payload = attempted.unwrap_or_else(|| fallback_payload(&write.change));
+    let base_version = named_version(&write.precondition).or(current.map(|c| c.version));
+    let draft = new_draft(&write, DraftReason::WriteFailed, payload, base_version, current, Some(error.to_string()));
+    let reply = write.reply;
+    env.drafts.do_send(PersistDraft {
+        draft,
+        then: Box::new(move |draft_id| {
+            let _ = reply.send(WriteOutcome::Failed { draft_id });
+        }),
+    });
+}
+
+fn named_version(precondition: &Precondition) -> Option<i64> {
+    match precondition {
+        Precondition::IfMatch(if_match) => if_match.newest_named_version(),
+        _ => None,
+    }
+}
+
+/// The version the rejected payload was based on, so a later submit can
+/// merge three ways. Clients that version by time name an `updatedAt`; its
+/// version is looked up in history.
+async fn base_version_of(env: &KeyEnv, precondition: &Precondition) -> StoreResult<Option<i64>> {
+    let Precondition::IfMatch(if_match) = precondition else {
+        return Ok(None);
+    };
+    if let Some(version) = if_match.newest_named_version() {
+        return Ok(Some(version));
+    }
+    match if_match.newest_named_time() {
+        Some(at) => env.store.version_at(env.key.as_str(), at).await,
+        None => Ok(None),
+    }
+}
+
+fn new_draft(
+    write: &Write,
+    reason: DraftReason,
+    payload: Value,
+    base_version: Option<i64>,
+    current: Option<CurrentTag>,
+    last_error: Option<String>,
+) -> Draft {
+    let now = Timestamp::now();
+    Draft {
+        id: uuid::Uuid::new_v4().to_string(),
+        key: write.key.to_string(),
+        username: write.username.clone(),
+        reason,
+        if_match: write.if_match.clone(),
+        base_version,
+        current_version: current.map(|c| c.version),
+        transaction_id: write.transaction_id.clone(),
+        attempts: 0,
+        last_error,
+        created_at: now,
+        updated_at: now,
+        payload,
+    }
+}
