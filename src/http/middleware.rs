@@ -46,7 +46,7 @@ pub async fn request_context(
         method,
         path,
         statusCode = response.status().as_u16(),
-        durationMs = started.elapsed().as_secs_f64() * 1000.0,
+        durationMs = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0,
         transactionId = transaction_id,
         username,
     );
