@@ -110,7 +110,7 @@ impl Harness {
         match &self.server {
             Some(server) => format!(
                 "coordinator started by the tool ({}) at {}, fresh SQLite database",
-                server.binary.display(),
+                relative_to_cwd(&server.binary).display(),
                 server.url
             ),
             None => format!("running server(s): {}", self.api.targets().join(", ")),
@@ -172,6 +172,15 @@ impl Harness {
             }
         }
     }
+}
+
+/// `path` relative to the working directory when it lies below it: reports
+/// name `target/release/coordinator`, not where the checkout happens to be.
+fn relative_to_cwd(path: &std::path::Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(PathBuf::from))
+        .unwrap_or_else(|| path.to_owned())
 }
 
 /// Refuses a target outside 127.0.0.0/8 and ::1 unless `allow_remote`.
