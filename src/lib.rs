@@ -16,7 +16,9 @@
 //! - [`domain`]: pure rules: keys, If-Match, merge, drafts; unit-tested alone.
 //! - [`store`]: all SQL, for both backends.
 //! - [`telemetry`]: JSON log lines with the runbook's field names.
+//! - [`activity`]: the latest storage events in memory, for the admin activity page.
 
+pub mod activity;
 pub mod app;
 pub mod config;
 pub mod coordinator;

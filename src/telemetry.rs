@@ -10,17 +10,27 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
+/// Installs the log output, filtered by `filter`, and beside it the admin
+/// activity recorder ([`crate::activity`]) and the metrics counters
+/// ([`crate::metrics`]), whose own filters keep them working at any log level.
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
-    let result = match format {
-        LogFormat::Json => builder.event_format(JsonLines).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stdout);
+    let output = match format {
+        LogFormat::Json => output.event_format(JsonLines).boxed(),
+        LogFormat::Text => output.with_target(false).boxed(),
     };
-    result.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
+    tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        .with(crate::activity::layer())
+        .with(crate::metrics::layer())
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
 }
 
 /// Formats an event as one JSON line.

@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, one error type, the routes here.
 
+mod activity;
 mod admin;
 mod auth;
 mod body;
@@ -24,7 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(
             web::QueryConfig::default().error_handler(|error, _| ApiError::InvalidRequest(error.to_string()).into()),
         );
-    cfg.service(
+    cfg.configure(activity::routes).service(
         web::scope("/api")
             .service(resource("/login").route(web::post().to(auth::login)))
             .service(

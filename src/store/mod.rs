@@ -4,11 +4,13 @@
 //! whichever pool is configured.
 
 mod drafts;
+mod keys;
 mod idempotency;
 mod storage;
 mod users;
 
 pub use drafts::{DraftFilter, DraftStats};
+pub use keys::KeySummary;
 pub use idempotency::{IdempotencyRecord, IDEMPOTENCY_RETENTION};
 pub use storage::{Commit, CommitOutcome, HistoryEntry, StoredValue};
 pub use users::{NewUserOutcome, SessionUser};
