@@ -16,6 +16,7 @@
 //! - [`domain`]: pure rules: keys, If-Match, merge, drafts; unit-tested alone.
 //! - [`store`]: all SQL, for both backends.
 //! - [`telemetry`]: JSON log lines with the runbook's field names.
+//! - [`metrics`]: counters of the logged events, for `GET /metrics`.
 //! - [`activity`]: the latest storage events in memory, for the admin activity page.
 
 pub mod activity;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod coordinator;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod store;
 pub mod telemetry;
 
