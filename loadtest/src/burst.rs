@@ -431,8 +431,10 @@ fn check_drafts(submissions: &[Submission], by_key: &BTreeMap<String, i64>, verd
     let mut ids = HashSet::new();
     for submission in submissions {
         if let Some(id) = submission.outcome().and_then(PutOutcome::draft_id) {
-            ids.insert(id);
-            *answered.entry(submission.key.as_str()).or_default() += 1;
+            // Counted once per distinct draft: a server may fold repeats into one.
+            if ids.insert(id) {
+                *answered.entry(submission.key.as_str()).or_default() += 1;
+            }
         }
     }
     for (key, stored) in by_key {

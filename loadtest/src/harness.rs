@@ -26,9 +26,10 @@ pub struct TargetOptions {
     #[arg(long, env = "COORDINATOR_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
 
-    /// The server's JSON log, for the log cross-checks of a `--target` run.
-    #[arg(long, value_name = "FILE")]
-    pub server_log: Option<PathBuf>,
+    /// The server's JSON log, for the log cross-checks of a `--target` run
+    /// (repeatable: one per instance).
+    #[arg(long = "server-log", value_name = "FILE")]
+    pub server_logs: Vec<PathBuf>,
 
     /// The coordinator binary to start (default: the one built beside this tool).
     #[arg(long, value_name = "PATH")]
@@ -60,7 +61,7 @@ pub struct Harness {
     pub api: Api,
     pub admin: Session,
     server: Option<SpawnedServer>,
-    server_log: Option<PathBuf>,
+    server_logs: Vec<PathBuf>,
     options: TargetOptions,
 }
 
@@ -72,7 +73,7 @@ impl Harness {
         pool: usize,
         metrics: Arc<PhaseMetrics>,
     ) -> anyhow::Result<Self> {
-        let (server, targets, admin_password, server_log) = if options.targets.is_empty() {
+        let (server, targets, admin_password, server_logs) = if options.targets.is_empty() {
             let binary = locate_coordinator(options.coordinator_bin.as_deref())?;
             let server = tokio::task::spawn_blocking(move || SpawnedServer::start(&binary)).await??;
             let (url, password, log) = (
@@ -80,7 +81,7 @@ impl Harness {
                 server.admin_password.clone(),
                 server.log_path.clone(),
             );
-            (Some(server), vec![url], password, Some(log))
+            (Some(server), vec![url], password, vec![log])
         } else {
             for target in &options.targets {
                 ensure_local(target, options.allow_remote)?;
@@ -89,7 +90,7 @@ impl Harness {
                 .admin_password
                 .clone()
                 .context("a --target run needs --admin-password or COORDINATOR_ADMIN_PASSWORD")?;
-            (None, options.targets.clone(), password, options.server_log.clone())
+            (None, options.targets.clone(), password, options.server_logs.clone())
         };
         let api = Api::new(targets, run_id, pool)?;
         let admin = api
@@ -100,7 +101,7 @@ impl Harness {
             api,
             admin,
             server,
-            server_log,
+            server_logs,
             options: options.clone(),
         })
     }
@@ -153,12 +154,21 @@ impl Harness {
         Ok(sessions.into_iter().map(|(_, session)| session).collect())
     }
 
-    /// The server log, or why the log checks are skipped.
+    /// The server logs (all instances, one after the other), or why the log
+    /// checks are skipped.
     pub fn read_server_log(&self) -> Result<String, String> {
-        match &self.server_log {
-            None => Err("no server log: a --target run without --server-log".into()),
-            Some(path) => std::fs::read_to_string(path).map_err(|e| format!("could not read {}: {e}", path.display())),
+        if self.server_logs.is_empty() {
+            return Err("no server log: a --target run without --server-log".into());
         }
+        let mut all = String::new();
+        for path in &self.server_logs {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("could not read {}: {e}", path.display()))?;
+            all.push_str(&text);
+            if !all.ends_with('\n') {
+                all.push('\n');
+            }
+        }
+        Ok(all)
     }
 
     /// Stops a spawned server (its log stays readable until `self` is dropped).
