@@ -8,6 +8,7 @@ mod drafts;
 pub mod error;
 mod extract;
 mod middleware;
+mod pages;
 mod state;
 mod storage;
 
@@ -59,6 +60,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/admin/drafts/{id}/submit").route(web::post().to(drafts::submit_any))),
     )
+    .configure(pages::routes)
     .default_service(web::to(not_found));
 }
 
