@@ -3,7 +3,7 @@
 //! Tests build an `Application` on port 0 exactly as `main` does.
 
 use crate::config::Settings;
-use crate::coordinator::{DraftActor, Registry};
+use crate::coordinator::{BatchStats, BatchWriter, Registry};
 use crate::domain::credentials::{generate_password, hash_password};
 use crate::domain::{Role, Username};
 use crate::http::{self, AppState};
@@ -15,6 +15,7 @@ use anyhow::Context;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Application {
@@ -29,14 +30,16 @@ impl Application {
         store.migrate().await?;
         bootstrap_admin(&store, settings.admin_password.as_deref()).await?;
 
-        let drafts = DraftActor::new(store.clone()).start();
-        let registry = Registry::new(store.clone(), drafts, settings.actor_idle_timeout());
+        let batch_stats = Arc::new(BatchStats::default());
+        let writer = BatchWriter::new(store.clone(), settings.max_batch, batch_stats.clone()).start();
+        let registry = Registry::new(store.clone(), writer, settings.actor_idle_timeout());
         let state = web::Data::new(AppState {
             store: store.clone(),
             registry,
             max_body_bytes: settings.max_body_bytes,
             token_ttl: settings.token_ttl(),
             allow_unconditional: settings.allow_unconditional,
+            batch_stats,
         });
 
         let listener = TcpListener::bind(&settings.listen)

@@ -80,6 +80,12 @@ pub struct Settings {
     #[arg(long, env = "COORDINATOR_ALLOW_UNCONDITIONAL", global = true)]
     pub allow_unconditional: bool,
 
+    /// Most commits and drafts written in one transaction (group commit:
+    /// what queues while a transaction is in flight goes into the next).
+    /// `1` turns batching off.
+    #[arg(long, env = "COORDINATOR_MAX_BATCH", default_value_t = 512, global = true)]
+    pub max_batch: usize,
+
     /// HTTP worker threads; defaults to the number of CPU cores.
     #[arg(long, env = "COORDINATOR_WORKERS", global = true)]
     pub workers: Option<usize>,

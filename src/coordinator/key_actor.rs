@@ -4,13 +4,13 @@
 //! database. The database stays the authority: every commit is a
 //! compare-and-set, and a cache found stale is reloaded, never trusted.
 
-use super::draft_actor::DraftActor;
+use super::writer::{BatchWriter, PersistCommit};
 use super::messages::{SubmitDraft, Write};
 use super::registry::Registry;
 use super::submit::apply_submit;
 use super::write::apply_write;
 use crate::domain::StorageKey;
-use crate::store::{Store, StoredValue};
+use crate::store::{Commit, CommitOutcome, Store, StoredValue};
 use actix::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,8 +28,18 @@ pub(super) enum Cached {
 #[derive(Clone)]
 pub(super) struct KeyEnv {
     pub key: StorageKey,
+    /// For reads (loading the value, history); every write goes through `writer`.
     pub store: Store,
-    pub drafts: Addr<DraftActor>,
+    pub writer: Addr<BatchWriter>,
+}
+
+impl KeyEnv {
+    /// Commits in the writer's next batch; answers once that batch is durable.
+    pub async fn commit(&self, commit: Commit) -> Result<CommitOutcome, String> {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.writer.do_send(PersistCommit { commit, reply });
+        outcome.await.unwrap_or_else(|_| Err("the batch writer stopped".into()))
+    }
 }
 
 pub struct KeyActor {
@@ -49,13 +59,13 @@ impl KeyActor {
     pub(super) fn new(
         key: StorageKey,
         store: Store,
-        drafts: Addr<DraftActor>,
+        writer: Addr<BatchWriter>,
         registry: Registry,
         in_flight: Arc<AtomicUsize>,
         idle_timeout: Duration,
     ) -> Self {
         Self {
-            env: KeyEnv { key, store, drafts },
+            env: KeyEnv { key, store, writer },
             cached: Cached::Unknown,
             registry,
             in_flight,

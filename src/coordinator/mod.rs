@@ -3,8 +3,9 @@
 //! ```text
 //!  HTTP handler ──Registry::dispatch──▶ KeyActor (one per key, mailbox = order)
 //!                                         │ check If-Match, commit (CAS), bump: one atomic step
-//!                                         │ stale or failed ──PersistDraft──▶ DraftActor (batches)
-//!  HTTP handler ◀──────── oneshot reply ──┴──────────────────────────────────────┘
+//!                                         │ accepted ──PersistCommit──▶ BatchWriter ─▶ one transaction
+//!                                         │ stale    ──PersistDraft───▶ BatchWriter    per batch
+//!  HTTP handler ◀──────── oneshot reply ──┴────────────────────────────────┘
 //! ```
 //!
 //! Replies travel on a oneshot channel inside the message, and messages are
@@ -12,14 +13,14 @@
 //! but a `do_send` message is always handled. So a client that disconnects
 //! mid-request can never cancel a write halfway or lose its draft.
 
-mod draft_actor;
 mod key_actor;
 mod messages;
 mod registry;
 mod submit;
 mod write;
+mod writer;
 
-pub use draft_actor::{DraftActor, PersistDraft};
+pub use writer::{BatchStats, BatchWriter, PersistCommit, PersistDraft};
 pub use key_actor::KeyActor;
 pub use messages::{IdempotencyRequest, SubmitDraft, SubmitOutcome, Write, WriteOutcome};
 pub use registry::Registry;

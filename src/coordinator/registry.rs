@@ -1,7 +1,7 @@
 //! Finds (or starts) the actor of a key. The map is a `DashMap` so lookups of
 //! different keys do not contend on one lock.
 
-use super::draft_actor::DraftActor;
+use super::writer::BatchWriter;
 use super::key_actor::KeyActor;
 use crate::domain::StorageKey;
 use crate::store::Store;
@@ -19,7 +19,7 @@ pub struct Registry {
 struct Inner {
     actors: DashMap<StorageKey, Slot>,
     store: Store,
-    drafts: Addr<DraftActor>,
+    writer: Addr<BatchWriter>,
     idle_timeout: Duration,
 }
 
@@ -29,12 +29,12 @@ struct Slot {
 }
 
 impl Registry {
-    pub fn new(store: Store, drafts: Addr<DraftActor>, idle_timeout: Duration) -> Self {
+    pub fn new(store: Store, writer: Addr<BatchWriter>, idle_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 actors: DashMap::new(),
                 store,
-                drafts,
+                writer,
                 idle_timeout,
             }),
         }
@@ -65,7 +65,7 @@ impl Registry {
         let actor = KeyActor::new(
             key.clone(),
             self.inner.store.clone(),
-            self.inner.drafts.clone(),
+            self.inner.writer.clone(),
             self.clone(),
             in_flight.clone(),
             self.inner.idle_timeout,

@@ -22,7 +22,7 @@ pub(super) async fn apply_submit(env: KeyEnv, cached: Cached, submit: SubmitDraf
 }
 
 async fn submit_draft(env: &KeyEnv, cached: Cached, submit: &SubmitDraft) -> (SubmitOutcome, Cached) {
-    let failed = |error: &sqlx::Error| {
+    let failed = |error: &dyn std::fmt::Display| {
         tracing::error!(
             event = "storage_draft_submit_failed",
             key = %env.key,
@@ -89,22 +89,21 @@ async fn submit_draft(env: &KeyEnv, cached: Cached, submit: &SubmitDraft) -> (Su
                 Err(error) => failed(&error),
             };
         }
-        let next = StoredValue {
+        let next = Arc::new(StoredValue {
             version: current.as_ref().map_or(1, |c| c.version + 1),
             updated_at: Timestamp::next_after(current.as_ref().map(|c| c.updated_at)),
             value: merged,
-        };
+        });
         let commit = Commit {
-            key: env.key.as_str(),
+            key: env.key.to_string(),
             expected_version: current.as_ref().map(|c| c.version),
-            value: &next.value,
-            updated_at: next.updated_at,
-            username: &draft.username,
-            transaction_id: &submit.transaction_id,
-            consumes_draft: Some(&draft.id),
+            next: next.clone(),
+            username: draft.username.clone(),
+            transaction_id: submit.transaction_id.clone(),
+            consumes_draft: Some(draft.id.clone()),
             idempotency: None,
         };
-        match env.store.commit(&commit).await {
+        match env.commit(commit).await {
             Ok(CommitOutcome::Committed) => {
                 tracing::info!(
                     event = "storage_write",
@@ -123,7 +122,7 @@ async fn submit_draft(env: &KeyEnv, cached: Cached, submit: &SubmitDraft) -> (Su
                     version: next.version,
                     updated_at: next.updated_at,
                 };
-                return (outcome, Cached::Known(Some(Arc::new(next))));
+                return (outcome, Cached::Known(Some(next)));
             }
             Ok(CommitOutcome::DraftGone) => return (SubmitOutcome::NotFound, Cached::Unknown),
             Ok(CommitOutcome::VersionMoved) => match env.store.load_value(env.key.as_str()).await {
@@ -133,8 +132,7 @@ async fn submit_draft(env: &KeyEnv, cached: Cached, submit: &SubmitDraft) -> (Su
             Err(error) => return failed(&error),
         }
     }
-    let busy = sqlx::Error::Protocol("the key kept changing during the submit".into());
-    failed(&busy)
+    failed(&"the key kept changing during the submit")
 }
 
 fn log_recovered(env: &KeyEnv, draft: &Draft, submit: &SubmitDraft, version: i64) {

@@ -2,7 +2,7 @@
 //! precondition, apply the change, commit it as a compare-and-set, and keep
 //! anything that cannot be committed as a draft.
 
-use super::draft_actor::PersistDraft;
+use super::writer::PersistDraft;
 use super::key_actor::{Cached, KeyEnv};
 use super::messages::{Write, WriteOutcome};
 use crate::domain::draft::Draft;
@@ -143,11 +143,11 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
             },
         };
 
-        let next = StoredValue {
+        let next = Arc::new(StoredValue {
             value,
             version: current.as_ref().map_or(1, |c| c.version + 1),
             updated_at: Timestamp::next_after(current.as_ref().map(|c| c.updated_at)),
-        };
+        });
         let outcome = WriteOutcome::Committed {
             version: next.version,
             updated_at: next.updated_at,
@@ -155,18 +155,16 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
             merged,
             item_id: write.change.item_id(),
         };
-        let idempotency = idempotency_record(&write, &outcome);
         let commit = Commit {
-            key: env.key.as_str(),
+            key: env.key.to_string(),
             expected_version: current.as_ref().map(|c| c.version),
-            value: &next.value,
-            updated_at: next.updated_at,
-            username: &write.username,
-            transaction_id: &write.transaction_id,
+            next: next.clone(),
+            username: write.username.clone(),
+            transaction_id: write.transaction_id.clone(),
             consumes_draft: None,
-            idempotency: idempotency.as_ref(),
+            idempotency: idempotency_record(&write, &outcome),
         };
-        match env.store.commit(&commit).await {
+        match env.commit(commit).await {
             Ok(CommitOutcome::Committed) => {
                 tracing::info!(
                     event = "storage_write",
@@ -183,20 +181,20 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
                     currentCount = current.as_ref().and_then(|c| record_count(&c.value)),
                 );
                 let _ = write.reply.send(outcome);
-                return Cached::Known(Some(Arc::new(next)));
+                return Cached::Known(Some(next));
             }
             Ok(CommitOutcome::VersionMoved | CommitOutcome::DraftGone) => {
                 match env.store.load_value(env.key.as_str()).await {
                     Ok(fresh) => current = fresh.map(Arc::new),
                     Err(error) => {
-                        fail_write(&env, write, tag_of(&current), Some(next.value), &error);
+                        fail_write(&env, write, tag_of(&current), Some(next.value.clone()), &error);
                         return Cached::Unknown;
                     }
                 }
                 reloaded = true;
             }
             Err(error) => {
-                fail_write(&env, write, tag_of(&current), Some(next.value), &error);
+                fail_write(&env, write, tag_of(&current), Some(next.value.clone()), &error);
                 return Cached::Unknown;
             }
         }
@@ -296,7 +294,7 @@ fn keep_draft(
     );
     let draft = new_draft(&write, reason, payload, base_version, current_tag, None);
     let store = env.store.clone();
-    env.drafts.do_send(PersistDraft {
+    env.writer.do_send(PersistDraft {
         draft,
         then: Box::new(move |draft_id| {
             let outcome = WriteOutcome::Conflict {
@@ -327,7 +325,13 @@ fn keep_draft(
 /// The commit failed on our side: log it, keep the payload as a
 /// `write_failed` draft, answer 503. `attempted` is the value that failed
 /// to commit, when it got that far.
-fn fail_write(env: &KeyEnv, write: Write, current: Option<CurrentTag>, attempted: Option<Value>, error: &sqlx::Error) {
+fn fail_write(
+    env: &KeyEnv,
+    write: Write,
+    current: Option<CurrentTag>,
+    attempted: Option<Value>,
+    error: &dyn std::fmt::Display,
+) {
     tracing::error!(
         event = "storage_write_failed",
         key = %env.key,
@@ -342,7 +346,7 @@ fn fail_write(env: &KeyEnv, write: Write, current: Option<CurrentTag>, attempted
     let base_version = named_version(&write.precondition).or(current.map(|c| c.version));
     let draft = new_draft(&write, DraftReason::WriteFailed, payload, base_version, current, Some(error.to_string()));
     let reply = write.reply;
-    env.drafts.do_send(PersistDraft {
+    env.writer.do_send(PersistDraft {
         draft,
         then: Box::new(move |draft_id| {
             let _ = reply.send(WriteOutcome::Failed { draft_id });

@@ -10,4 +10,6 @@ pub struct AppState {
     pub token_ttl: Duration,
     /// `--allow-unconditional`: PUT without If-Match may add records, never drop or change them.
     pub allow_unconditional: bool,
+    /// Sizes of the batches the writer committed (group commit).
+    pub batch_stats: std::sync::Arc<crate::coordinator::BatchStats>,
 }

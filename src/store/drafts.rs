@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-const DRAFT_COLUMNS: &str = "id, storage_key, username, reason, payload, if_match, base_version, \
+pub(super) const DRAFT_COLUMNS: &str = "id, storage_key, username, reason, payload, if_match, base_version, \
      current_version, transaction_id, attempts, last_error, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
@@ -68,57 +68,6 @@ pub struct DraftStats {
 }
 
 impl Store {
-    /// Stores drafts in one transaction: all or none. A draft with the same
-    /// owner, key, base version and payload as a pending one is not stored
-    /// again: its id is the pending one's. Returns the id of each draft.
-    pub async fn insert_drafts(&self, drafts: &[&Draft]) -> StoreResult<Vec<String>> {
-        let insert = format!(
-            "INSERT INTO pending_storage_saves ({DRAFT_COLUMNS}, payload_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING"
-        );
-        let existing = "SELECT id FROM pending_storage_saves WHERE username = $1 AND storage_key = $2 \
-             AND COALESCE(base_version, -1) = $3 AND payload_hash = $4";
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let mut ids = Vec::with_capacity(drafts.len());
-            for draft in drafts {
-                let payload_hash = draft.payload_hash();
-                let inserted = sqlx::query(&insert)
-                    .bind(&draft.id)
-                    .bind(&draft.key)
-                    .bind(&draft.username)
-                    .bind(draft.reason.as_str())
-                    .bind(draft.payload.to_string())
-                    .bind(&draft.if_match)
-                    .bind(draft.base_version)
-                    .bind(draft.current_version)
-                    .bind(&draft.transaction_id)
-                    .bind(draft.attempts)
-                    .bind(&draft.last_error)
-                    .bind(draft.created_at.as_datetime())
-                    .bind(draft.updated_at.as_datetime())
-                    .bind(&payload_hash)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if inserted == 1 {
-                    ids.push(draft.id.clone());
-                    continue;
-                }
-                let id: String = sqlx::query_scalar(existing)
-                    .bind(&draft.username)
-                    .bind(&draft.key)
-                    .bind(draft.base_version.unwrap_or(-1))
-                    .bind(&payload_hash)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                ids.push(id);
-            }
-            tx.commit().await?;
-            Ok(ids)
-        })
-    }
-
     pub async fn get_draft(&self, id: &str) -> StoreResult<Option<Draft>> {
         let query = format!("SELECT {DRAFT_COLUMNS} FROM pending_storage_saves WHERE id = $1");
         let row: Option<DraftRow> = with_pool!(self, pool => sqlx::query_as(&query)

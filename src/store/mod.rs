@@ -3,12 +3,14 @@
 //! accept (`$1` placeholders, `ON CONFLICT`), and `with_pool!` runs it on
 //! whichever pool is configured.
 
+mod batch;
 mod drafts;
 mod keys;
 mod idempotency;
 mod storage;
 mod users;
 
+pub use batch::{BatchItem, ItemOutcome};
 pub use drafts::{DraftFilter, DraftStats};
 pub use keys::KeySummary;
 pub use idempotency::{IdempotencyRecord, IDEMPOTENCY_RETENTION};

@@ -1,8 +1,9 @@
-use super::idempotency::{insert_idempotency, IdempotencyRecord};
+use super::idempotency::IdempotencyRecord;
 use super::{with_pool, Store, StoreResult};
 use crate::domain::Timestamp;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A key's committed value as the database holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,27 +74,21 @@ pub(super) fn parse_stored_json(text: &str) -> Result<Value, sqlx::Error> {
 }
 
 /// One new version of a key, to be written as a compare-and-set.
-#[derive(Debug)]
-pub struct Commit<'a> {
-    pub key: &'a str,
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub key: String,
     /// The version the writer judged against; `None` when the key must not exist yet.
     pub expected_version: Option<i64>,
-    pub value: &'a Value,
-    pub updated_at: Timestamp,
-    pub username: &'a str,
-    pub transaction_id: &'a str,
+    /// The new value, version and time. `next.version` is `expected_version + 1`.
+    pub next: Arc<StoredValue>,
+    pub username: String,
+    pub transaction_id: String,
     /// A draft this commit recovers: deleted in the same transaction, so a
     /// draft is never both applied and still pending.
-    pub consumes_draft: Option<&'a str>,
+    pub consumes_draft: Option<String>,
     /// The outcome to remember for an `Idempotency-Key`, in the same
     /// transaction: a retry can never find the write done but unrecorded.
-    pub idempotency: Option<&'a IdempotencyRecord>,
-}
-
-impl Commit<'_> {
-    pub fn new_version(&self) -> i64 {
-        self.expected_version.unwrap_or(0) + 1
-    }
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,77 +110,6 @@ impl Store {
         .fetch_optional(pool)
         .await?);
         row.map(StoredValue::try_from).transpose()
-    }
-
-    /// Writes `commit` if and only if the key is still at `expected_version`,
-    /// together with its history row, in one transaction.
-    pub async fn commit(&self, commit: &Commit<'_>) -> StoreResult<CommitOutcome> {
-        let value = commit.value.to_string();
-        let record_count = commit.value.as_array().map(|a| a.len() as i64);
-        let updated_at = commit.updated_at.as_datetime();
-        let new_version = commit.new_version();
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let written = match commit.expected_version {
-                Some(expected) => sqlx::query(
-                    "UPDATE storage SET value = $1, version = $2, updated_at = $3, updated_by = $4, \
-                     transaction_id = $5 WHERE key = $6 AND version = $7",
-                )
-                .bind(&value)
-                .bind(new_version)
-                .bind(updated_at)
-                .bind(commit.username)
-                .bind(commit.transaction_id)
-                .bind(commit.key)
-                .bind(expected),
-                None => sqlx::query(
-                    "INSERT INTO storage (value, version, updated_at, updated_by, transaction_id, key) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING",
-                )
-                .bind(&value)
-                .bind(new_version)
-                .bind(updated_at)
-                .bind(commit.username)
-                .bind(commit.transaction_id)
-                .bind(commit.key),
-            }
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if written != 1 {
-                tx.rollback().await?;
-                return Ok(CommitOutcome::VersionMoved);
-            }
-            sqlx::query(
-                "INSERT INTO storage_history (key, version, value, record_count, updated_at, username, transaction_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(commit.key)
-            .bind(new_version)
-            .bind(&value)
-            .bind(record_count)
-            .bind(updated_at)
-            .bind(commit.username)
-            .bind(commit.transaction_id)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(draft_id) = commit.consumes_draft {
-                let deleted = sqlx::query("DELETE FROM pending_storage_saves WHERE id = $1")
-                    .bind(draft_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if deleted != 1 {
-                    tx.rollback().await?;
-                    return Ok(CommitOutcome::DraftGone);
-                }
-            }
-            if let Some(record) = commit.idempotency {
-                insert_idempotency(&mut *tx, record).await?;
-            }
-            tx.commit().await?;
-            Ok(CommitOutcome::Committed)
-        })
     }
 
     /// The newest `limit` versions of `key`, newest first, without values.

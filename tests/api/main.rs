@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod batching;
 mod drafts;
 mod instances;
 mod items;

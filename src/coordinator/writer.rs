@@ -1,0 +1,261 @@
+//! The batch writer: the one actor that writes commits and drafts (it is
+//! the draft-persistence actor too). Whatever arrives while a transaction is
+//! in flight is written together in the next one (natural batching, no
+//! timer), so a burst costs a few disk flushes instead of one per request.
+//! Each request is answered only once its batch is durable.
+//!
+//! Key actors keep at most one commit of their key in flight, so a batch
+//! never holds two commits of one key, and every commit in it was judged
+//! against the key's confirmed version: the same answers as one-by-one
+//! commits, with one flush for many.
+
+use crate::domain::draft::Draft;
+use crate::store::{BatchItem, Commit, CommitOutcome, ItemOutcome, Store};
+use actix::prelude::*;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Store `draft` durably, then call `then` with its id (`None` if it could
+/// not be stored). The caller answers its client from `then`, so a 409 is
+/// sent only after its draft is on disk. The id is that of an identical
+/// pending draft when there is one: drafts are deduplicated.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PersistDraft {
+    pub draft: Draft,
+    pub then: Box<dyn FnOnce(Option<String>) + Send>,
+}
+
+/// Write `commit` in the next batch; the reply comes once it is durable
+/// (or the error text, if the batch failed: then nothing of it was written).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PersistCommit {
+    pub commit: Commit,
+    pub reply: oneshot::Sender<Result<CommitOutcome, String>>,
+}
+
+enum Job {
+    Draft(PersistDraft),
+    Commit(PersistCommit),
+}
+
+pub struct BatchWriter {
+    store: Store,
+    queue: VecDeque<Job>,
+    flushing: bool,
+    /// Most jobs per transaction; 1 turns batching off.
+    max_batch: usize,
+    stats: Arc<BatchStats>,
+}
+
+impl BatchWriter {
+    pub fn new(store: Store, max_batch: usize, stats: Arc<BatchStats>) -> Self {
+        Self {
+            store,
+            queue: VecDeque::new(),
+            flushing: false,
+            max_batch: max_batch.max(1),
+            stats,
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.queue.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let take = self.queue.len().min(self.max_batch);
+        let jobs: Vec<Job> = self.queue.drain(..take).collect();
+        let store = self.store.clone();
+        let started = Instant::now();
+        let write = async move {
+            let (items, replies): (Vec<BatchItem>, Vec<Reply>) = jobs.into_iter().map(split_job).unzip();
+            let result = store.write_batch(&items).await;
+            (items, replies, result)
+        };
+        ctx.spawn(write.into_actor(self).map(move |(items, replies, result), act, ctx| {
+            let size = items.len();
+            act.stats.record(size);
+            tracing::debug!(
+                event = "batch_committed",
+                batchSize = size,
+                commits = items.iter().filter(|i| matches!(i, BatchItem::Commit(_))).count(),
+                ok = result.is_ok(),
+                durationMs = started.elapsed().as_secs_f64() * 1000.0,
+            );
+            match result {
+                Ok(outcomes) => {
+                    for ((item, reply), outcome) in items.into_iter().zip(replies).zip(outcomes) {
+                        reply.send(&item, Ok(outcome));
+                    }
+                }
+                Err(error) => {
+                    let error = error.to_string();
+                    tracing::error!(event = "batch_failed", batchSize = size, error = %error);
+                    act.fail_batch(items, replies, error, ctx);
+                }
+            }
+            act.flushing = false;
+            act.flush(ctx);
+        }));
+    }
+
+    /// Nothing of a failed batch was written. Commits fail (their key actors
+    /// keep the payloads as `write_failed` drafts, which come back here);
+    /// drafts are tried once more each on their own, so one bad draft cannot
+    /// sink the others.
+    fn fail_batch(&mut self, items: Vec<BatchItem>, replies: Vec<Reply>, error: String, ctx: &mut Context<Self>) {
+        let mut retry = Vec::new();
+        for (item, reply) in items.into_iter().zip(replies) {
+            match (item, reply) {
+                (BatchItem::Draft(draft), Reply::Draft(then)) => retry.push((draft, then)),
+                (item, reply) => reply.send(&item, Err(error.clone())),
+            }
+        }
+        if retry.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        ctx.spawn(
+            async move {
+                for (draft, then) in retry {
+                    let item = BatchItem::Draft(draft);
+                    let result = store.write_batch(std::slice::from_ref(&item)).await;
+                    let outcome = result.map(|mut o| o.remove(0)).map_err(|e| e.to_string());
+                    Reply::Draft(then).send(&item, outcome);
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// How a job is answered, kept apart from what is written.
+enum Reply {
+    Draft(Box<dyn FnOnce(Option<String>) + Send>),
+    Commit(oneshot::Sender<Result<CommitOutcome, String>>),
+}
+
+fn split_job(job: Job) -> (BatchItem, Reply) {
+    match job {
+        Job::Draft(PersistDraft { draft, then }) => (BatchItem::Draft(draft), Reply::Draft(then)),
+        Job::Commit(PersistCommit { commit, reply }) => (BatchItem::Commit(commit), Reply::Commit(reply)),
+    }
+}
+
+impl Reply {
+    fn send(self, item: &BatchItem, outcome: Result<ItemOutcome, String>) {
+        match self {
+            Reply::Draft(then) => {
+                let saved = match outcome {
+                    Ok(ItemOutcome::DraftSaved(id)) => Ok(id),
+                    Ok(ItemOutcome::Commit(_)) => Err("a draft was answered as a commit".into()),
+                    Err(error) => Err(error),
+                };
+                if let BatchItem::Draft(draft) = item {
+                    log_draft(draft, &saved);
+                }
+                then(saved.ok());
+            }
+            Reply::Commit(reply) => {
+                let outcome = match outcome {
+                    Ok(ItemOutcome::Commit(outcome)) => Ok(outcome),
+                    Ok(ItemOutcome::DraftSaved(_)) => Err("a commit was answered as a draft".into()),
+                    Err(error) => Err(error),
+                };
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+}
+
+fn log_draft(draft: &Draft, saved: &Result<String, String>) {
+    let incoming_count = draft.incoming_count();
+    match saved {
+        Ok(id) => tracing::info!(
+            event = "storage_pending_draft_saved",
+            draftId = %id,
+            deduplicated = *id != draft.id,
+            key = %draft.key,
+            username = %draft.username,
+            reason = draft.reason.as_str(),
+            transactionId = %draft.transaction_id,
+            baseVersion = draft.base_version,
+            currentVersion = draft.current_version,
+            incomingCount = incoming_count,
+        ),
+        Err(error) => tracing::error!(
+            event = "storage_pending_draft_failed",
+            key = %draft.key,
+            username = %draft.username,
+            reason = draft.reason.as_str(),
+            transactionId = %draft.transaction_id,
+            incomingCount = incoming_count,
+            error = %error,
+        ),
+    }
+}
+
+impl Actor for BatchWriter {
+    type Context = Context<Self>;
+}
+
+impl Handler<PersistDraft> for BatchWriter {
+    type Result = ();
+
+    fn handle(&mut self, request: PersistDraft, ctx: &mut Context<Self>) {
+        self.queue.push_back(Job::Draft(request));
+        self.flush(ctx);
+    }
+}
+
+impl Handler<PersistCommit> for BatchWriter {
+    type Result = ();
+
+    fn handle(&mut self, request: PersistCommit, ctx: &mut Context<Self>) {
+        self.queue.push_back(Job::Commit(request));
+        self.flush(ctx);
+    }
+}
+
+/// How many batches of each size were written: power-of-two buckets
+/// (1, 2-3, 4-7, ... , 2048+), for the logs, metrics and the benchmark.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    buckets: [AtomicU64; 12],
+}
+
+impl BatchStats {
+    pub fn record(&self, size: usize) {
+        let bucket = (usize::BITS - size.max(1).leading_zeros() - 1) as usize;
+        self.buckets[bucket.min(11)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(smallest size in the bucket, batches)` for every non-empty bucket.
+    pub fn snapshot(&self) -> Vec<(usize, u64)> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .map(|(i, count)| (1usize << i, count.load(Ordering::Relaxed)))
+            .filter(|(_, count)| *count > 0)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BatchStats;
+
+    #[test]
+    fn batch_sizes_fall_into_power_of_two_buckets() {
+        let stats = BatchStats::default();
+        for size in [1, 2, 3, 4, 7, 8, 100, 5000] {
+            stats.record(size);
+        }
+        assert_eq!(stats.snapshot(), vec![(1, 1), (2, 2), (4, 2), (8, 1), (64, 1), (2048, 1)]);
+    }
+}
