@@ -1187,14 +1187,22 @@ async fn recover_user(session: Session, drafts: Vec<DraftView>, one_by_one: usiz
         });
     }
     if drafts.len() > one_by_one {
+        // submit-all retries the drafts that just failed one by one too:
+        // each draft is reported once, with its latest answer.
         for result in session.submit_all().await? {
-            attempts.push(Attempt {
-                username: username.clone(),
-                draft_id: result.draft_id,
-                via: Via::SubmitAll,
-                status: result.status,
-                error: result.error,
-            });
+            match attempts.iter_mut().find(|a| a.draft_id == result.draft_id) {
+                Some(earlier) => {
+                    earlier.status = result.status;
+                    earlier.error = result.error;
+                }
+                None => attempts.push(Attempt {
+                    username: username.clone(),
+                    draft_id: result.draft_id,
+                    via: Via::SubmitAll,
+                    status: result.status,
+                    error: result.error,
+                }),
+            }
         }
     }
     Ok(attempts)
@@ -1227,5 +1235,51 @@ fn scenario_report(
         stats,
         stats_after_recovery: None,
         notes: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_account_edit_changes_only_that_accounts_notes() {
+        let accounts = json!([{"id": "other", "notes": "x"}, {"id": "mine", "notes": "old", "name": "Müller"}]);
+        let edited = with_account_notes(accounts, "mine", "neu").unwrap();
+        assert_eq!(
+            edited,
+            json!([{"id": "other", "notes": "x"}, {"id": "mine", "notes": "neu", "name": "Müller"}])
+        );
+    }
+
+    #[test]
+    fn a_missing_account_cannot_be_edited() {
+        assert!(with_account_notes(json!([{"id": "other"}]), "mine", "neu").is_err());
+        assert!(with_account_notes(json!({"id": "mine"}), "mine", "neu").is_err());
+    }
+
+    #[test]
+    fn record_ids_name_the_run_the_phase_the_user_and_the_sequence() {
+        assert_eq!(record_id("lt1", "A", 0, 3), "lt1-A-u01-03");
+    }
+
+    #[test]
+    fn quick_mode_shortens_the_defaults_but_not_explicit_values() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            options: PilotOptions,
+        }
+        let quick = Wrapper::parse_from(["x", "--quick"]).options;
+        assert_eq!(quick.window(), Duration::from_secs(3));
+        assert_eq!(quick.think(), Duration::from_millis(300));
+        let explicit = Wrapper::parse_from(["x", "--quick", "--window", "10"]).options;
+        assert_eq!(explicit.window(), Duration::from_secs(10));
+        let default = Wrapper::parse_from(["x"]).options;
+        assert_eq!(default.window(), Duration::from_secs(30));
+        assert_eq!(default.users, 5);
+        assert_eq!(default.rounds, 2);
     }
 }
