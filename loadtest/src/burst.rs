@@ -342,8 +342,10 @@ async fn closed_loop(
                     intended: Instant::now(),
                 };
                 let written = submit(&session, &keys[key as usize], &run_id, slot, &latencies).await;
-                if let Some((_, outcome)) = &written.put {
-                    progress.count(outcome);
+                match &written.put {
+                    Some((_, outcome)) => progress.count(outcome),
+                    // The read failed (server down?): do not spin on it.
+                    None => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
                 out.push(written);
                 seq += 1;
