@@ -101,11 +101,12 @@ pub async fn run(options: PilotOptions) -> anyhow::Result<PilotReport> {
     }
     let run_id = new_run_id();
     let seed = options.seed.unwrap_or_else(rand::random);
-    let started_at = Utc::now();
-    let clock = Instant::now();
     let checks = Arc::new(PhaseMetrics::default());
     let progress = Progress::new();
     let mut harness = Harness::start(&options.target, &run_id, options.users + 2, checks.clone()).await?;
+    // The pilot's time window starts once the server answers (not while it builds).
+    let started_at = Utc::now();
+    let clock = Instant::now();
     progress.line(&format!("pilot {run_id}: {} (seed {seed})", harness.describe()));
     let mut pilot = Pilot {
         options: &options,
