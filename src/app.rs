@@ -3,7 +3,7 @@
 //! Tests build an `Application` on port 0 exactly as `main` does.
 
 use crate::config::Settings;
-use crate::coordinator::{BatchStats, BatchWriter, Registry};
+use crate::coordinator::{BatchStats, BatchWriter, Registry, Spool};
 use crate::domain::credentials::{generate_password, hash_password};
 use crate::domain::{Role, Username};
 use crate::http::{self, AppState};
@@ -31,7 +31,8 @@ impl Application {
         bootstrap_admin(&store, settings.admin_password.as_deref()).await?;
 
         let batch_stats = Arc::new(BatchStats::default());
-        let writer = BatchWriter::new(store.clone(), settings.max_batch, batch_stats.clone()).start();
+        let spool = Arc::new(Spool::new(&spool_dir(&settings, &store)));
+        let writer = BatchWriter::new(store.clone(), settings.max_batch, batch_stats.clone(), spool).start();
         let registry = Registry::new(store.clone(), writer, settings.actor_idle_timeout());
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -85,6 +86,17 @@ impl Application {
         tracing::info!(event = "server_stopped");
         Ok(())
     }
+}
+
+/// `--spool-dir`, or `spool` beside the SQLite database (`data/spool` on PostgreSQL).
+fn spool_dir(settings: &Settings, store: &Store) -> PathBuf {
+    if let Some(dir) = &settings.spool_dir {
+        return dir.clone();
+    }
+    store
+        .sqlite_file()
+        .and_then(|file| file.parent().map(|dir| dir.join("spool")))
+        .unwrap_or_else(|| PathBuf::from("data/spool"))
 }
 
 /// Forgets expired sessions (refused at lookup anyway) and Idempotency-Keys

@@ -86,6 +86,11 @@ pub struct Settings {
     #[arg(long, env = "COORDINATOR_MAX_BATCH", default_value_t = 512, global = true)]
     pub max_batch: usize,
 
+    /// Where drafts are kept when the database refuses them, until it takes
+    /// them again; defaults to `spool/` beside the SQLite file, `data/spool` on PostgreSQL.
+    #[arg(long, env = "COORDINATOR_SPOOL_DIR", global = true)]
+    pub spool_dir: Option<std::path::PathBuf>,
+
     /// HTTP worker threads; defaults to the number of CPU cores.
     #[arg(long, env = "COORDINATOR_WORKERS", global = true)]
     pub workers: Option<usize>,

@@ -12,6 +12,9 @@ use super::write::apply_write;
 use crate::domain::StorageKey;
 use crate::store::{Commit, CommitOutcome, Store, StoredValue};
 use actix::prelude::*;
+use futures_util::FutureExt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,14 +102,8 @@ impl Handler<Write> for KeyActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, write: Write, _ctx: &mut Context<Self>) -> Self::Result {
-        let env = self.env.clone();
-        let cached = self.cached.clone();
-        AtomicResponse::new(Box::pin(apply_write(env, cached, write).into_actor(self).map(
-            |cached, act, _ctx| {
-                act.cached = cached;
-                act.finish_message();
-            },
-        )))
+        let operation = apply_write(self.env.clone(), self.cached.clone(), write);
+        self.run_atomically(operation)
     }
 }
 
@@ -114,14 +111,41 @@ impl Handler<SubmitDraft> for KeyActor {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, submit: SubmitDraft, _ctx: &mut Context<Self>) -> Self::Result {
-        let env = self.env.clone();
-        let cached = self.cached.clone();
-        AtomicResponse::new(Box::pin(apply_submit(env, cached, submit).into_actor(self).map(
-            |cached, act, _ctx| {
-                act.cached = cached;
-                act.finish_message();
-            },
-        )))
+        let operation = apply_submit(self.env.clone(), self.cached.clone(), submit);
+        self.run_atomically(operation)
     }
 }
 
+impl KeyActor {
+    /// Runs one operation with the mailbox held (no other message of this key
+    /// runs until it ends), then caches what it leaves. A panic inside is
+    /// caught: its reply channel is dropped unanswered (the HTTP handler then
+    /// keeps the payload as a draft and answers 500), and the actor forgets
+    /// its cache, so the next message reloads the key from the database —
+    /// a restart, without losing the mailbox.
+    fn run_atomically(&mut self, operation: impl Future<Output = Cached> + 'static) -> AtomicResponse<Self, ()> {
+        let guarded = AssertUnwindSafe(operation).catch_unwind();
+        AtomicResponse::new(Box::pin(guarded.into_actor(self).map(|outcome, act, _ctx| {
+            act.cached = match outcome {
+                Ok(cached) => cached,
+                Err(panic) => {
+                    tracing::error!(
+                        event = "key_actor_panicked",
+                        key = %act.env.key,
+                        error = panic_message(&panic),
+                    );
+                    Cached::Unknown
+                }
+            };
+            act.finish_message();
+        })))
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}

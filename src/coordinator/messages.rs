@@ -7,6 +7,7 @@ use crate::domain::{DraftReason, Precondition, StorageKey, Timestamp};
 use actix::Message;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// Change the key's value, if the precondition holds.
@@ -14,7 +15,9 @@ use tokio::sync::oneshot;
 #[rtype(result = "()")]
 pub struct Write {
     pub key: StorageKey,
-    pub change: Change,
+    /// Shared with the HTTP handler, which keeps the payload as a draft
+    /// itself if the actor fails before answering.
+    pub change: Arc<Change>,
     pub precondition: Precondition,
     /// The `If-Match` header as sent, for the logs and the draft.
     pub if_match: Option<String>,

@@ -16,6 +16,7 @@
 mod key_actor;
 mod messages;
 mod registry;
+mod spool;
 mod submit;
 mod write;
 mod writer;
@@ -24,3 +25,4 @@ pub use writer::{BatchStats, BatchWriter, PersistCommit, PersistDraft};
 pub use key_actor::KeyActor;
 pub use messages::{IdempotencyRequest, SubmitDraft, SubmitOutcome, Write, WriteOutcome};
 pub use registry::Registry;
+pub use spool::Spool;

@@ -87,6 +87,11 @@ impl Registry {
             .is_some()
     }
 
+    /// The batch writer, for drafts made outside any key actor.
+    pub fn writer(&self) -> &Addr<BatchWriter> {
+        &self.inner.writer
+    }
+
     /// Key actors alive now.
     pub fn live_actors(&self) -> usize {
         self.inner.actors.len()

@@ -5,13 +5,13 @@
 use super::writer::PersistDraft;
 use super::key_actor::{Cached, KeyEnv};
 use super::messages::{Write, WriteOutcome};
-use crate::domain::draft::Draft;
+use crate::domain::draft::{Draft, DraftSource};
 use crate::domain::items::{is_pure_superset, Change};
 use crate::domain::merge::{record_count, three_way_merge};
 use crate::domain::precondition::CurrentTag;
 use crate::domain::{DraftReason, Precondition, Timestamp};
 use crate::store::{Commit, CommitOutcome, IdempotencyRecord, StoreResult, StoredValue};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// How often a commit may find the database moved on (another instance won
@@ -51,7 +51,7 @@ fn judge(write: &Write, current: Option<&StoredValue>) -> Verdict {
         Precondition::IfMatch(_) => Verdict::Stale,
         Precondition::IfNoneMatchAny if current.is_none() => Verdict::Apply,
         Precondition::IfNoneMatchAny => Verdict::Stale,
-        Precondition::None => match (current, &write.change) {
+        Precondition::None => match (current, write.change.as_ref()) {
             (None, _) => Verdict::Apply,
             // Item changes apply to whatever is current: they cannot go stale.
             (Some(_), change) if change.is_item_change() => Verdict::Apply,
@@ -69,6 +69,8 @@ fn judge(write: &Write, current: Option<&StoredValue>) -> Verdict {
 
 /// Check, commit, bump. Returns what the actor should cache afterwards.
 pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Cached {
+    #[cfg(feature = "fault-injection")]
+    fault_injection::maybe_panic(&write);
     let mut current = match current_value(&env, cached).await {
         Ok(current) => current,
         Err(error) => {
@@ -119,7 +121,7 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
                 return Cached::Known(current);
             }
             Verdict::Unsafe => {
-                let payload = fallback_payload(&write.change);
+                let payload = write.change.as_draft_payload();
                 keep_draft(&env, write, &current, DraftReason::UnsafeOverwrite, payload, None);
                 return Cached::Known(current);
             }
@@ -200,7 +202,7 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
         }
     }
     // The database kept moving under us: keep the payload rather than spin.
-    let payload = fallback_payload(&write.change);
+    let payload = write.change.as_draft_payload();
     let base_version = named_version(&write.precondition);
     keep_draft(&env, write, &current, DraftReason::Conflict, payload, base_version);
     Cached::Known(current)
@@ -224,7 +226,7 @@ async fn resolve_stale(env: &KeyEnv, write: &Write, current: &Option<Arc<StoredV
         _ => None,
     };
     let theirs = current.as_ref().map(|c| &c.value);
-    let payload = match &write.change {
+    let payload = match write.change.as_ref() {
         Change::Replace(ours) => {
             if write.prefer_merge {
                 if let Ok(merged) = three_way_merge(base.as_ref(), theirs, ours) {
@@ -236,25 +238,9 @@ async fn resolve_stale(env: &KeyEnv, write: &Write, current: &Option<Arc<StoredV
         change => change
             .apply(base.as_ref())
             .or_else(|_| change.apply(theirs))
-            .unwrap_or_else(|_| fallback_payload(change)),
+            .unwrap_or_else(|_| change.as_draft_payload()),
     };
     Ok(StaleResolution::Draft { payload, base_version })
-}
-
-/// What to keep of a change when it could not be applied to any known value:
-/// the whole value, or the one record as an array (a later submit then adds
-/// it to whatever is current).
-fn fallback_payload(change: &Change) -> Value {
-    match change {
-        Change::Replace(value) => value.clone(),
-        Change::Append(record) => json!([record]),
-        Change::Patch { id, fields } => {
-            let mut record = fields.clone();
-            record.insert("id".into(), Value::String(id.clone()));
-            json!([record])
-        }
-        Change::Remove { .. } => json!([]),
-    }
 }
 
 fn idempotency_record(write: &Write, outcome: &WriteOutcome) -> Option<IdempotencyRecord> {
@@ -342,7 +328,7 @@ fn fail_write(
         statusCode = 503,
         error = %error,
     );
-    let payload = attempted.unwrap_or_else(|| fallback_payload(&write.change));
+    let payload = attempted.unwrap_or_else(|| write.change.as_draft_payload());
     let base_version = named_version(&write.precondition).or(current.map(|c| c.version));
     let draft = new_draft(&write, DraftReason::WriteFailed, payload, base_version, current, Some(error.to_string()));
     let reply = write.reply;
@@ -385,20 +371,30 @@ fn new_draft(
     current: Option<CurrentTag>,
     last_error: Option<String>,
 ) -> Draft {
-    let now = Timestamp::now();
-    Draft {
-        id: uuid::Uuid::new_v4().to_string(),
+    Draft::new(DraftSource {
         key: write.key.to_string(),
         username: write.username.clone(),
         reason,
+        payload,
         if_match: write.if_match.clone(),
         base_version,
         current_version: current.map(|c| c.version),
         transaction_id: write.transaction_id.clone(),
-        attempts: 0,
         last_error,
-        created_at: now,
-        updated_at: now,
-        payload,
+    })
+}
+
+/// Test-only: a build with the `fault-injection` feature panics in the
+/// middle of a write to the key named by `COORDINATOR_FAULT_PANIC_KEY`, to
+/// prove that a failing actor loses nothing. Release builds never have it.
+#[cfg(feature = "fault-injection")]
+mod fault_injection {
+    use super::Write;
+
+    pub fn maybe_panic(write: &Write) {
+        let target = std::env::var("COORDINATOR_FAULT_PANIC_KEY").ok();
+        if target.as_deref() == Some(write.key.as_str()) {
+            panic!("injected fault: key actor of {} fails mid-write", write.key);
+        }
     }
 }

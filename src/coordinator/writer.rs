@@ -15,7 +15,8 @@ use actix::prelude::*;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use super::spool::Spool;
 use tokio::sync::oneshot;
 
 /// Store `draft` durably, then call `then` with its id (`None` if it could
@@ -50,16 +51,24 @@ pub struct BatchWriter {
     /// Most jobs per transaction; 1 turns batching off.
     max_batch: usize,
     stats: Arc<BatchStats>,
+    /// Where drafts go when the database refuses them.
+    spool: Arc<Spool>,
+    draining: bool,
 }
 
+/// How often the spool is checked for drafts to move into the database.
+const SPOOL_DRAIN_INTERVAL: Duration = Duration::from_secs(2);
+
 impl BatchWriter {
-    pub fn new(store: Store, max_batch: usize, stats: Arc<BatchStats>) -> Self {
+    pub fn new(store: Store, max_batch: usize, stats: Arc<BatchStats>, spool: Arc<Spool>) -> Self {
         Self {
             store,
             queue: VecDeque::new(),
             flushing: false,
             max_batch: max_batch.max(1),
             stats,
+            spool,
+            draining: false,
         }
     }
 
@@ -120,17 +129,71 @@ impl BatchWriter {
             return;
         }
         let store = self.store.clone();
+        let spool = self.spool.clone();
         ctx.spawn(
             async move {
                 for (draft, then) in retry {
                     let item = BatchItem::Draft(draft);
                     let result = store.write_batch(std::slice::from_ref(&item)).await;
-                    let outcome = result.map(|mut o| o.remove(0)).map_err(|e| e.to_string());
+                    let outcome = match result {
+                        Ok(mut outcomes) => Ok(outcomes.remove(0)),
+                        Err(error) => spool_draft(&spool, &item, error.to_string()).await,
+                    };
                     Reply::Draft(then).send(&item, outcome);
                 }
             }
             .into_actor(self),
         );
+    }
+
+    /// Moves spooled drafts into the database, when there are any and it
+    /// takes them; otherwise they wait for the next round.
+    fn drain_spool(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let (store, spool) = (self.store.clone(), self.spool.clone());
+        let drain = async move {
+            let drafts = spool.take().await?;
+            if drafts.is_empty() {
+                return Ok(0);
+            }
+            let items: Vec<BatchItem> = drafts.into_iter().map(BatchItem::Draft).collect();
+            store.write_batch(&items).await.map_err(std::io::Error::other)?;
+            spool.drained().await?;
+            Ok::<_, std::io::Error>(items.len())
+        };
+        ctx.spawn(drain.into_actor(self).map(|result, act, _| {
+            act.draining = false;
+            match result {
+                Ok(0) => {}
+                Ok(moved) => tracing::info!(event = "spool_drained", drafts = moved),
+                Err(error) => tracing::warn!(event = "spool_drain_failed", error = %error),
+            }
+        }));
+    }
+}
+
+/// The database refused the draft: keep it in the spool, on disk, before
+/// anyone is told it is saved.
+async fn spool_draft(spool: &Spool, item: &BatchItem, db_error: String) -> Result<ItemOutcome, String> {
+    let BatchItem::Draft(draft) = item else {
+        return Err(db_error);
+    };
+    match spool.append(draft).await {
+        Ok(()) => {
+            tracing::warn!(
+                event = "storage_pending_draft_spooled",
+                draftId = %draft.id,
+                key = %draft.key,
+                username = %draft.username,
+                transactionId = %draft.transaction_id,
+                error = %db_error,
+            );
+            Ok(ItemOutcome::DraftSaved(draft.id.clone()))
+        }
+        Err(spool_error) => Err(format!("{db_error}; the spool failed too: {spool_error}")),
     }
 }
 
@@ -202,6 +265,12 @@ fn log_draft(draft: &Draft, saved: &Result<String, String>) {
 
 impl Actor for BatchWriter {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Drafts spooled before a restart are moved in at start too.
+        self.drain_spool(ctx);
+        ctx.run_interval(SPOOL_DRAIN_INTERVAL, |act, ctx| act.drain_spool(ctx));
+    }
 }
 
 impl Handler<PersistDraft> for BatchWriter {

@@ -37,7 +37,7 @@ impl DraftReason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Draft {
     pub id: String,
@@ -59,7 +59,39 @@ pub struct Draft {
     pub payload: Value,
 }
 
+/// What a new draft is made of; the rest (id, times, attempts) is fresh.
+pub struct DraftSource {
+    pub key: String,
+    pub username: String,
+    pub reason: DraftReason,
+    pub payload: Value,
+    pub if_match: Option<String>,
+    pub base_version: Option<i64>,
+    pub current_version: Option<i64>,
+    pub transaction_id: String,
+    pub last_error: Option<String>,
+}
+
 impl Draft {
+    pub fn new(source: DraftSource) -> Self {
+        let now = Timestamp::now();
+        Draft {
+            id: uuid::Uuid::new_v4().to_string(),
+            key: source.key,
+            username: source.username,
+            reason: source.reason,
+            if_match: source.if_match,
+            base_version: source.base_version,
+            current_version: source.current_version,
+            transaction_id: source.transaction_id,
+            attempts: 0,
+            last_error: source.last_error,
+            created_at: now,
+            updated_at: now,
+            payload: source.payload,
+        }
+    }
+
     /// What identifies a draft's content for deduplication, with its owner,
     /// key and base version.
     pub fn payload_hash(&self) -> String {

@@ -80,6 +80,23 @@ impl Change {
         }
     }
 
+    /// What to keep as a draft's payload when the change could not be
+    /// applied to any known value: the whole value, or the one record as an
+    /// array (a later submit then adds it to whatever is current). A removal
+    /// keeps an empty array: submitting it changes nothing.
+    pub fn as_draft_payload(&self) -> Value {
+        match self {
+            Change::Replace(value) => value.clone(),
+            Change::Append(record) => Value::Array(vec![record.clone()]),
+            Change::Patch { id, fields } => {
+                let mut record = fields.clone();
+                record.insert("id".into(), Value::String(id.clone()));
+                Value::Array(vec![Value::Object(record)])
+            }
+            Change::Remove { .. } => Value::Array(Vec::new()),
+        }
+    }
+
     /// The id of the record an item change touches.
     pub fn item_id(&self) -> Option<Value> {
         match self {

@@ -4,7 +4,10 @@ use super::body::{parse_json, read_limited};
 use super::error::ApiError;
 use super::extract::{AdminUser, AuthenticatedUser, TransactionId};
 use super::state::AppState;
-use crate::coordinator::{IdempotencyRequest, Write, WriteOutcome};
+use crate::coordinator::{IdempotencyRequest, PersistDraft, Write, WriteOutcome};
+use crate::domain::draft::{Draft, DraftSource};
+use crate::domain::DraftReason;
+use std::sync::Arc;
 use crate::domain::credentials::sha256_hex;
 use crate::domain::items::Change;
 use crate::domain::merge::record_count;
@@ -245,6 +248,9 @@ async fn dispatch(
         change = change.kind(),
         incomingCount = incoming_count,
     );
+    let change = Arc::new(change);
+    let kept_for_failure = change.clone();
+    let username = user.username.clone();
     let (reply, outcome) = oneshot::channel();
     let idempotency = request.idempotency_key.map(|key| IdempotencyRequest {
         key,
@@ -265,9 +271,19 @@ async fn dispatch(
             reply,
         },
     );
-    let outcome = outcome
-        .await
-        .map_err(|_| ApiError::Internal(anyhow::anyhow!("the key actor dropped a write without answering")))?;
+    let outcome = match outcome.await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let orphan = Orphan {
+                key: &key,
+                change: &kept_for_failure,
+                username,
+                if_match: request.if_match.clone(),
+                transaction_id: transaction_id.clone(),
+            };
+            return Ok(keep_orphaned_write(state, orphan).await);
+        }
+    };
     let shown = Shown {
         key: &key,
         if_match: request.if_match.as_deref(),
@@ -275,6 +291,56 @@ async fn dispatch(
         appends,
     };
     render(outcome, &shown)
+}
+
+/// A write whose key actor failed before answering.
+struct Orphan<'a> {
+    key: &'a StorageKey,
+    change: &'a Change,
+    username: String,
+    if_match: Option<String>,
+    transaction_id: String,
+}
+
+/// The key's actor failed mid-write (a bug): whether the write committed is
+/// unknown to us, so its payload is kept as a `write_failed` draft — a later
+/// submit merges it idempotently — and the client gets a 500 naming it.
+async fn keep_orphaned_write(state: &AppState, orphan: Orphan<'_>) -> HttpResponse {
+    tracing::error!(
+        event = "storage_write_failed",
+        key = %orphan.key,
+        username = %orphan.username,
+        transactionId = %orphan.transaction_id,
+        statusCode = 500,
+        error = "the key actor failed before answering",
+    );
+    let draft = Draft::new(DraftSource {
+        key: orphan.key.to_string(),
+        username: orphan.username,
+        reason: DraftReason::WriteFailed,
+        payload: orphan.change.as_draft_payload(),
+        if_match: orphan.if_match,
+        base_version: None,
+        current_version: None,
+        transaction_id: orphan.transaction_id.clone(),
+        last_error: Some("the key actor failed before answering".into()),
+    });
+    let (saved, draft_id) = oneshot::channel();
+    state.registry.writer().do_send(PersistDraft {
+        draft,
+        then: Box::new(move |id| {
+            let _ = saved.send(id);
+        }),
+    });
+    let draft_id = draft_id.await.ok().flatten();
+    HttpResponse::InternalServerError().json(json!({
+        "error": "internal_error",
+        "message": "the write failed on our side; your payload is kept as a draft",
+        "key": orphan.key.as_str(),
+        "draftSaved": draft_id.is_some(),
+        "draftId": draft_id,
+        "transactionId": orphan.transaction_id,
+    }))
 }
 
 /// What a write's response shows besides its outcome.

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod batching;
 mod drafts;
+mod faults;
 mod instances;
 mod items;
 mod process;
