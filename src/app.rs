@@ -40,6 +40,13 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             token_ttl: settings.token_ttl(),
             allow_unconditional: settings.allow_unconditional,
+            max_json_depth: settings.max_json_depth as usize,
+            metrics_token: settings.metrics_token.clone(),
+            login_limiter: http::LoginLimiter::new(
+                settings.login_max_failures_per_user,
+                settings.login_max_failures_per_address,
+                Duration::from_secs(settings.login_failure_window_secs),
+            ),
             batch_stats,
         });
 

@@ -91,6 +91,31 @@ pub struct Settings {
     #[arg(long, env = "COORDINATOR_SPOOL_DIR", global = true)]
     pub spool_dir: Option<std::path::PathBuf>,
 
+    /// Deepest nesting of arrays and objects accepted in a JSON body (at most
+    /// 127, the parser's own limit); deeper bodies get 400 `json_too_deep`.
+    #[arg(long, env = "COORDINATOR_MAX_JSON_DEPTH", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=127), global = true)]
+    pub max_json_depth: u32,
+
+    /// When set, `GET /metrics` requires `Authorization: Bearer <this token>`;
+    /// without it the metrics are open (bind to a private address).
+    #[arg(long, env = "COORDINATOR_METRICS_TOKEN", hide_env_values = true, global = true)]
+    pub metrics_token: Option<String>,
+
+    /// Failed logins per username within the window before further attempts
+    /// for that username get 429 (counted in memory, per instance).
+    #[arg(long, env = "COORDINATOR_LOGIN_MAX_FAILURES_PER_USER", default_value_t = 10, global = true)]
+    pub login_max_failures_per_user: u32,
+
+    /// Failed logins per client address within the window before further
+    /// attempts from that address get 429 (counted in memory, per instance).
+    #[arg(long, env = "COORDINATOR_LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 30, global = true)]
+    pub login_max_failures_per_address: u32,
+
+    /// The window, in seconds, over which failed logins are counted.
+    #[arg(long, env = "COORDINATOR_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 300, global = true)]
+    pub login_failure_window_secs: u64,
+
     /// HTTP worker threads; defaults to the number of CPU cores.
     #[arg(long, env = "COORDINATOR_WORKERS", global = true)]
     pub workers: Option<usize>,

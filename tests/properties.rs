@@ -216,7 +216,10 @@ fn id_json(id: u8) -> Value {
 }
 
 fn to_json(records: &Records, reverse: bool) -> Value {
-    let mut items: Vec<Value> = records.iter().map(|(id, v)| json!({ "id": id_json(*id), "v": v })).collect();
+    let mut items: Vec<Value> = records
+        .iter()
+        .map(|(id, v)| json!({ "id": id_json(*id), "v": v }))
+        .collect();
     if reverse {
         items.reverse();
     }
@@ -225,11 +228,18 @@ fn to_json(records: &Records, reverse: bool) -> Value {
 
 /// The merge result as id -> record, checking ids are unique.
 fn by_id(value: &Value) -> Result<BTreeMap<String, Value>, TestCaseError> {
-    let items = value.as_array().ok_or_else(|| TestCaseError::fail(format!("not an array: {value}")))?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| TestCaseError::fail(format!("not an array: {value}")))?;
     let mut out = BTreeMap::new();
     for item in items {
         let id = item["id"].to_string();
-        prop_assert!(out.insert(id.clone(), item.clone()).is_none(), "id {} twice in {}", id, value);
+        prop_assert!(
+            out.insert(id.clone(), item.clone()).is_none(),
+            "id {} twice in {}",
+            id,
+            value
+        );
     }
     Ok(out)
 }

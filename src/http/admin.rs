@@ -30,7 +30,7 @@ pub async fn create_user(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_limited(payload, super::content_length(&req), 64 * 1024).await?;
-    let new_user: NewUser = parse_json(&body)?;
+    let new_user: NewUser = parse_json(&body, state.max_json_depth)?;
     let username = Username::parse(&new_user.username).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let role = Role::parse(&new_user.role)
         .ok_or_else(|| ApiError::InvalidRequest("role must be \"user\" or \"admin\"".into()))?;

@@ -114,7 +114,7 @@ pub async fn delete_mine(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let draft = find_draft(&state, &id, Some(&user.username)).await?;
-    discard(&state, &draft, &user.username).await
+    discard(&state, &draft, &user.username, None).await
 }
 
 #[derive(Deserialize)]
@@ -165,7 +165,17 @@ pub async fn submit_any(
 ) -> Result<HttpResponse, ApiError> {
     let draft = find_draft(&state, &id, None).await?;
     let outcome = submit(&state, &draft, None, &admin.username, &transaction_id.0).await?;
-    Ok(submit_response(&draft.id, outcome))
+    let response = submit_response(&draft.id, outcome);
+    tracing::info!(
+        event = "admin_draft_submitted",
+        admin = %admin.username,
+        draftId = %draft.id,
+        key = %draft.key,
+        username = %draft.username,
+        transactionId = %transaction_id.0,
+        statusCode = response.status().as_u16(),
+    );
+    Ok(response)
 }
 
 pub async fn delete_any(
@@ -174,10 +184,12 @@ pub async fn delete_any(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let draft = find_draft(&state, &id, None).await?;
-    discard(&state, &draft, &admin.username).await
+    discard(&state, &draft, &admin.username, Some(&admin.username)).await
 }
 
-async fn discard(state: &AppState, draft: &Draft, by: &str) -> Result<HttpResponse, ApiError> {
+/// Deletes the draft; `admin` names the admin when one acts on the route for
+/// everyone's drafts, so the log says who did it.
+async fn discard(state: &AppState, draft: &Draft, by: &str, admin: Option<&str>) -> Result<HttpResponse, ApiError> {
     if !state.store.delete_draft(&draft.id).await? {
         return Err(ApiError::NotFound);
     }
@@ -187,6 +199,7 @@ async fn discard(state: &AppState, draft: &Draft, by: &str) -> Result<HttpRespon
         key = %draft.key,
         username = %draft.username,
         discardedBy = by,
+        admin,
     );
     Ok(HttpResponse::NoContent().finish())
 }

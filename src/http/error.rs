@@ -12,6 +12,21 @@ pub enum ApiError {
     /// 400: the body is not one valid JSON value.
     #[error("the body is not valid JSON: {0}")]
     InvalidJson(String),
+    /// 400: the body is not UTF-8.
+    #[error("the body is not valid UTF-8: {0}")]
+    InvalidUtf8(String),
+    /// 400: a `\u` escape names half of a UTF-16 surrogate pair.
+    #[error("the body has a lone UTF-16 surrogate escape: {0}")]
+    InvalidUnicodeEscape(String),
+    /// 400: an object names the same key twice.
+    #[error("an object in the body has the key {0:?} twice")]
+    DuplicateJsonKey(String),
+    /// 400: arrays and objects nest deeper than `--max-json-depth`.
+    #[error("the body nests arrays and objects deeper than {limit} levels")]
+    JsonTooDeep { limit: usize },
+    /// 400: the body uses the key the JSON parser reserves for big numbers.
+    #[error("the key `$serde_json::private::Number` is reserved")]
+    ReservedJsonKey,
     /// 400: the key is not 1-128 characters of `A-Z a-z 0-9 . _ -`.
     #[error("{0}")]
     InvalidKey(#[from] crate::domain::storage_key::InvalidKey),
@@ -30,6 +45,9 @@ pub enum ApiError {
     /// 401: unknown user or wrong password (deliberately indistinguishable).
     #[error("unknown user or wrong password")]
     InvalidCredentials,
+    /// 429: too many failed logins for this username or from this address.
+    #[error("too many failed logins; retry later")]
+    TooManyAttempts { retry_after: std::time::Duration },
     /// 403: the route is for admins.
     #[error("this route is for admins")]
     Forbidden,
@@ -69,12 +87,18 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidUtf8(_) => "invalid_utf8",
+            ApiError::InvalidUnicodeEscape(_) => "invalid_unicode_escape",
+            ApiError::DuplicateJsonKey(_) => "duplicate_json_key",
+            ApiError::JsonTooDeep { .. } => "json_too_deep",
+            ApiError::ReservedJsonKey => "reserved_json_key",
             ApiError::InvalidKey(_) => "invalid_key",
             ApiError::InvalidPrecondition(_) => "invalid_precondition",
             ApiError::InvalidTransactionId => "invalid_transaction_id",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Unauthorized => "unauthorized",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -100,6 +124,11 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidJson(_)
+            | ApiError::InvalidUtf8(_)
+            | ApiError::InvalidUnicodeEscape(_)
+            | ApiError::DuplicateJsonKey(_)
+            | ApiError::JsonTooDeep { .. }
+            | ApiError::ReservedJsonKey
             | ApiError::InvalidKey(_)
             | ApiError::InvalidPrecondition(_)
             | ApiError::InvalidTransactionId
@@ -109,6 +138,7 @@ impl ResponseError for ApiError {
             ApiError::Item(ItemError::DuplicateId | ItemError::NotAnArray) => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -135,6 +165,11 @@ impl ResponseError for ApiError {
             }
             ApiError::StorageUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::TooManyAttempts { retry_after } => {
+                // Whole seconds, rounded up: never tell a client to retry too early.
+                let seconds = retry_after.as_millis().div_ceil(1000).max(1);
+                response.insert_header((header::RETRY_AFTER, seconds.to_string()));
             }
             _ => {}
         }

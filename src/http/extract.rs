@@ -60,7 +60,7 @@ impl FromRequest for AdminUser {
     }
 }
 
-fn bearer_token(req: &HttpRequest) -> Option<&str> {
+pub(super) fn bearer_token(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

@@ -7,13 +7,16 @@ mod body;
 mod drafts;
 pub mod error;
 mod extract;
+mod health;
 mod middleware;
 mod pages;
+mod rate_limit;
 mod state;
 mod storage;
 
 pub use error::ApiError;
 pub use middleware::request_context;
+pub use rate_limit::LoginLimiter;
 pub use state::AppState;
 
 use actix_web::http::header;
@@ -26,9 +29,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .app_data(
             web::QueryConfig::default().error_handler(|error, _| ApiError::InvalidRequest(error.to_string()).into()),
         );
+    cfg.configure(health::routes);
     cfg.configure(activity::routes).service(
         web::scope("/api")
             .service(resource("/login").route(web::post().to(auth::login)))
+            .service(resource("/logout").route(web::post().to(auth::logout)))
             .service(
                 resource("/storage/{key}")
                     .route(web::get().to(storage::get_value))

@@ -12,4 +12,10 @@ pub struct AppState {
     pub allow_unconditional: bool,
     /// Sizes of the batches the writer committed (group commit).
     pub batch_stats: std::sync::Arc<crate::coordinator::BatchStats>,
+    /// `--max-json-depth`: deepest nesting a JSON body may have.
+    pub max_json_depth: usize,
+    /// `--metrics-token`: when set, `GET /metrics` needs it as a bearer token.
+    pub metrics_token: Option<String>,
+    /// Failed logins per username and per address, in memory.
+    pub login_limiter: super::rate_limit::LoginLimiter,
 }

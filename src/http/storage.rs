@@ -90,7 +90,7 @@ pub async fn put_value(
 ) -> Result<HttpResponse, ApiError> {
     let key = StorageKey::parse(&key)?;
     let request = WriteRequest::read(&state, &req, payload).await?;
-    let value: Value = parse_json(&request.body)?;
+    let value: Value = parse_json(&request.body, state.max_json_depth)?;
     let change = Change::Replace(value);
     dispatch(&state, user, transaction_id, key, change, request).await
 }
@@ -107,7 +107,7 @@ pub async fn append_item(
 ) -> Result<HttpResponse, ApiError> {
     let key = StorageKey::parse(&key)?;
     let request = WriteRequest::read(&state, &req, payload).await?;
-    let mut record: serde_json::Map<String, Value> = parse_json(&request.body)?;
+    let mut record: serde_json::Map<String, Value> = parse_json(&request.body, state.max_json_depth)?;
     match record.get("id") {
         None => {
             record.insert("id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
@@ -131,7 +131,7 @@ pub async fn patch_item(
     let (key, id) = path.into_inner();
     let key = StorageKey::parse(&key)?;
     let request = WriteRequest::read(&state, &req, payload).await?;
-    let fields: serde_json::Map<String, Value> = parse_json(&request.body)?;
+    let fields: serde_json::Map<String, Value> = parse_json(&request.body, state.max_json_depth)?;
     if fields.get("id").is_some_and(|new_id| !id_matches(new_id, &id)) {
         return Err(ApiError::InvalidRequest("a record's id cannot be changed".into()));
     }

@@ -5,13 +5,16 @@
 
 mod batch;
 mod drafts;
+mod health;
 mod keys;
 mod idempotency;
+mod sessions;
 mod storage;
 mod users;
 
 pub use batch::{BatchItem, ItemOutcome};
 pub use drafts::{DraftFilter, DraftStats};
+pub use health::Readiness;
 pub use keys::KeySummary;
 pub use idempotency::{IdempotencyRecord, IDEMPOTENCY_RETENTION};
 pub use storage::{Commit, CommitOutcome, HistoryEntry, StoredValue};
