@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a graceful shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -64,7 +67,9 @@ impl Application {
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
-        let server = server.run();
+        // SIGTERM / Ctrl-C: stop accepting, let every request in flight get its
+        // answer (each waits for its commit or draft to be durable), then stop.
+        let server = server.shutdown_timeout(SHUTDOWN_GRACE.as_secs()).run();
         spawn_session_sweeper(store.clone());
         tracing::info!(
             event = "server_started",

@@ -66,6 +66,21 @@ impl ServerProcess {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaping the child");
     }
+
+    /// Sends SIGTERM and waits for the process to exit on its own.
+    fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("running kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling the child") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within {within:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for ServerProcess {
@@ -301,6 +316,46 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_write_on_sqlite() {
 #[actix_web::test]
 async fn sigkill_during_a_burst_loses_no_acknowledged_write_on_postgres() {
     sigkill_during_a_burst_loses_no_acknowledged_write(Backend::Postgres).await;
+}
+
+/// SIGTERM in the middle of a burst: the process answers what it accepted,
+/// exits 0 within the grace period, and every acknowledged write is there.
+#[actix_web::test]
+async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write() {
+    let db = TestDatabase::sqlite();
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let server = ServerProcess::start(&db.url, Some(ADMIN_PASSWORD));
+    let client = Arc::new(Client::login(&server.address, "admin", ADMIN_PASSWORD).await);
+    assert_eq!(client.put("activities", &json!([]), None).await.map(|r| r.0), Some(StatusCode::CREATED));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|writer| actix_web::rt::spawn(burst(client.clone(), writer, acknowledged.clone(), stop.clone())))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.lock().expect("lock").versions.len() < 15 {
+        assert!(Instant::now() < deadline, "the burst made no progress");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let status = server.terminate(Duration::from_secs(15));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.expect("a writer task");
+    }
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+
+    let server = ServerProcess::start(&db.url, None);
+    let client = Client::login(&server.address, "admin", ADMIN_PASSWORD).await;
+    let acknowledged = acknowledged.lock().expect("lock");
+    for (version, value) in acknowledged.versions.iter() {
+        let (status, stored) = client.get_history_value(*version).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&stored, value, "acknowledged version {version}");
+    }
+    let (_, drafts, _) = client.get("/api/drafts").await;
+    let draft_ids: Vec<&str> = drafts["drafts"].as_array().expect("drafts").iter().filter_map(|d| d["id"].as_str()).collect();
+    for draft in &acknowledged.drafts {
+        assert!(draft_ids.contains(&draft.as_str()), "draft {draft} lost");
+    }
 }
 
 #[actix_web::test]
