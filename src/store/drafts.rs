@@ -48,6 +48,9 @@ impl TryFrom<DraftRow> for Draft {
     }
 }
 
+/// `(name, drafts)` rows of a `GROUP BY`.
+type Counts = Vec<(String, i64)>;
+
 /// Which drafts to list; `None` fields do not filter.
 #[derive(Debug, Default, Clone)]
 pub struct DraftFilter {
@@ -96,7 +99,7 @@ impl Store {
     }
 
     pub async fn draft_stats(&self) -> StoreResult<DraftStats> {
-        let (by_reason, by_key): (Vec<(String, i64)>, Vec<(String, i64)>) = with_pool!(self, pool => (
+        let (by_reason, by_key): (Counts, Counts) = with_pool!(self, pool => (
             sqlx::query_as("SELECT reason, COUNT(*) FROM pending_storage_saves GROUP BY reason")
                 .fetch_all(pool)
                 .await?,

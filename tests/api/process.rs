@@ -243,7 +243,7 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_write(backend: Backend) {
     // After the last restart: everything acknowledged is there.
     let server = ServerProcess::start(&db.url, None);
     let client = Client::login(&server.address, "admin", ADMIN_PASSWORD).await;
-    let acknowledged = acknowledged.lock().expect("lock");
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().expect("lock"));
     let (newest_acked, newest_value) = acknowledged.versions.last_key_value().expect("acknowledged writes");
     let (status, current, _) = client.get("/api/storage/activities").await;
     assert_eq!(status, StatusCode::OK);
@@ -345,7 +345,7 @@ async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write
 
     let server = ServerProcess::start(&db.url, None);
     let client = Client::login(&server.address, "admin", ADMIN_PASSWORD).await;
-    let acknowledged = acknowledged.lock().expect("lock");
+    let acknowledged = std::mem::take(&mut *acknowledged.lock().expect("lock"));
     for (version, value) in acknowledged.versions.iter() {
         let (status, stored) = client.get_history_value(*version).await;
         assert_eq!(status, StatusCode::OK);

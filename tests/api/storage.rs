@@ -197,7 +197,8 @@ on_both_backends! {
     async fn malformed_json_and_malformed_if_match_are_400_and_store_nothing(app) {
         app.seed("k", &json!([1])).await;
         let token = Some(app.admin_token.as_str());
-        let cases: Vec<(&[(&str, &str)], &[u8])> = vec![
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [u8]);
+        let cases: Vec<Case> = vec![
             (&[("if-match", "\"1\"")], b"[1,"),
             (&[("if-match", "\"1\"")], b"{\"a\":1} trailing"),
             (&[("if-match", "\"1\"")], b""),
