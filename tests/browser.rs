@@ -5,7 +5,8 @@
 //! notes hold `<script>` and sees it as text, submits it (it disappears and
 //! the record is stored), submits all (the other still conflicts and stays,
 //! naming the record); an admin sees the counts, watches them change by
-//! themselves, filters, discards, and reads the activity log and the keys.
+//! themselves, filters, discards, submits all shown, and reads the activity
+//! log and the keys.
 //! A screenshot of each page goes to `target/screenshots/`.
 //!
 //! Needs `chromedriver` and Chromium (Debian: `chromium`, `chromium-driver`).
@@ -636,6 +637,16 @@ async fn a_user_recovers_drafts_and_an_admin_watches_them_in_a_real_browser() {
     browser.wait_count(&accounts_row, 0).await;
     browser.wait_text("#stat-total", "2").await;
     assert_eq!(app.draft_total().await, 2);
+
+    // Submit all shown, as the admin: Bob's draft merges, Alice's still conflicts.
+    browser.click("#admin-submit-shown").await;
+    browser.wait_text("#stat-total", "1").await;
+    browser.wait_count(&format!("tr.draft[data-id=\"{bobs}\"]"), 0).await;
+    browser.find(&format!("{diverging_row} .conflicting-ids")).await;
+    assert_eq!(
+        browser.text("#admin-status").await,
+        "2 submitted: 1 saved, 1 still conflicting."
+    );
     browser.screenshot("07-admin-storage-drafts-after").await;
 
     // ---- The admin: activity log ----
@@ -658,7 +669,7 @@ async fn a_user_recovers_drafts_and_an_admin_watches_them_in_a_real_browser() {
         .await;
     assert_events_newest_first(&browser).await;
     browser
-        .wait_text("#keys-table tr[data-key=\"activities\"] td.version", "3")
+        .wait_text("#keys-table tr[data-key=\"activities\"] td.version", "4")
         .await;
     browser
         .wait_text("#keys-table tr[data-key=\"accounts\"] td.version", "2")
