@@ -8,7 +8,8 @@
 //! counts are one per process ([`Metrics::global`]) because the subscriber is.
 //! What the database knows (pending drafts by reason) and what the registry
 //! knows (live key actors) is read at scrape time instead, so it is never
-//! stale and never double-counted across instances.
+//! stale and never double-counted across instances; so are the batch
+//! writer's transaction sizes, which it counts itself.
 //!
 //! Label values are bounded: routes are the route table's patterns
 //! (`/api/storage/{key}`), never raw paths; methods are the standard ones or
@@ -131,6 +132,9 @@ pub struct Snapshot {
     /// Pending drafts by reason, from the database.
     pub pending_drafts: BTreeMap<String, i64>,
     pub live_key_actors: usize,
+    /// Transactions of the batch writer as `(smallest size in the bucket,
+    /// batches)`, buckets by powers of two.
+    pub write_batches: Vec<(usize, u64)>,
 }
 
 impl Metrics {
@@ -278,7 +282,20 @@ fn render_into(out: &mut String, counts: &Counts, snapshot: &Snapshot) -> fmt::R
         "gauge",
         "Key actors running in this instance.",
     )?;
-    writeln!(out, "coordinator_live_key_actors {}", snapshot.live_key_actors)
+    writeln!(out, "coordinator_live_key_actors {}", snapshot.live_key_actors)?;
+    header(
+        out,
+        "coordinator_write_batches_total",
+        "counter",
+        "Transactions of the batch writer by size: min_size to 2*min_size-1 commits and drafts each.",
+    )?;
+    for (min_size, batches) in &snapshot.write_batches {
+        writeln!(
+            out,
+            "coordinator_write_batches_total{{min_size=\"{min_size}\"}} {batches}"
+        )?;
+    }
+    Ok(())
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
@@ -432,6 +449,7 @@ mod tests {
         let text = metrics.render(&Snapshot {
             pending_drafts: BTreeMap::from([("conflict".into(), 2)]),
             live_key_actors: 3,
+            write_batches: vec![(1, 5), (4, 2)],
         });
         assert!(
             text.contains(
@@ -450,5 +468,6 @@ mod tests {
         assert!(text.contains("coordinator_storage_conflicts_total{reason=\"conflict\"} 1\n"));
         assert!(text.contains("coordinator_pending_drafts{reason=\"conflict\"} 2\n"));
         assert!(text.contains("coordinator_live_key_actors 3\n"));
+        assert!(text.contains("coordinator_write_batches_total{min_size=\"4\"} 2\n"));
     }
 }

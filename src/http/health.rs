@@ -69,6 +69,7 @@ async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
     let snapshot = Snapshot {
         pending_drafts,
         live_key_actors: state.registry.live_actors(),
+        write_batches: state.batch_stats.snapshot(),
     };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

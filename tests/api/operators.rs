@@ -123,6 +123,10 @@ on_both_backends! {
         assert!(growth(&before, &after, "coordinator_drafts_saved_total{reason=\"conflict\"}") >= 1.0);
         assert!(growth(&before, &after, "coordinator_drafts_recovered_total{reason=\"conflict\"}") >= 1.0);
         assert_eq!(get(&after, "coordinator_pending_drafts{reason=\"conflict\"}"), 0.0);
+        // The batch writer's transactions are this app's own: at least one,
+        // at most one per commit or draft it persisted (seed, write, draft, submit).
+        let batches: f64 = after.iter().filter(|(name, _)| name.starts_with("coordinator_write_batches_total{")).map(|(_, n)| n).sum();
+        assert!((1.0..=4.0).contains(&batches), "{batches} batches");
         // Labels are route patterns: no key, id or raw path ever becomes a series.
         assert!(after.keys().all(|series| !series.contains("metrics-probe-key") && !series.contains(draft_id)));
     }
