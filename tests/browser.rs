@@ -250,12 +250,21 @@ impl Browser {
 
         let webdriver = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        eventually("chromedriver to answer", WAIT, || async {
-            let ready = http.get(format!("{webdriver}/status")).send().await.ok()?;
-            let status: Value = ready.json().await.ok()?;
-            (status["value"]["ready"] == true).then_some(())
-        })
-        .await;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = browser.driver.try_wait() {
+                panic!("chromedriver exited at start ({status}); was port {port} taken?");
+            }
+            let answer = http.get(format!("{webdriver}/status")).send().await;
+            if let Ok(answer) = answer {
+                let status: Value = answer.json().await.unwrap_or(Value::Null);
+                if status["value"]["ready"] == true {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not answer within {WAIT:?}");
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
 
         let mut args = vec![
             "--headless".to_owned(),
