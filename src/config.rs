@@ -104,16 +104,31 @@ pub struct Settings {
 
     /// Failed logins per username within the window before further attempts
     /// for that username get 429 (counted in memory, per instance).
-    #[arg(long, env = "COORDINATOR_LOGIN_MAX_FAILURES_PER_USER", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "COORDINATOR_LOGIN_MAX_FAILURES_PER_USER",
+        default_value_t = 10,
+        global = true
+    )]
     pub login_max_failures_per_user: u32,
 
     /// Failed logins per client address within the window before further
     /// attempts from that address get 429 (counted in memory, per instance).
-    #[arg(long, env = "COORDINATOR_LOGIN_MAX_FAILURES_PER_ADDRESS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "COORDINATOR_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default_value_t = 30,
+        global = true
+    )]
     pub login_max_failures_per_address: u32,
 
     /// The window, in seconds, over which failed logins are counted.
-    #[arg(long, env = "COORDINATOR_LOGIN_FAILURE_WINDOW_SECS", default_value_t = 300, global = true)]
+    #[arg(
+        long,
+        env = "COORDINATOR_LOGIN_FAILURE_WINDOW_SECS",
+        default_value_t = 300,
+        global = true
+    )]
     pub login_failure_window_secs: u64,
 
     /// HTTP worker threads; defaults to the number of CPU cores.
