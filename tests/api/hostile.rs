@@ -232,6 +232,39 @@ on_both_backends! {
         }
     }
 
+    async fn hostile_headers_and_query_strings_are_400_and_store_nothing(app) {
+        app.seed("k", &json!([{"id": "r1"}])).await;
+        let long_id = "t".repeat(129);
+        let long_key = "i".repeat(256);
+        let headers: [(&str, &str, &str); 5] = [
+            ("x-transaction-id", long_id.as_str(), "invalid_transaction_id"),
+            ("x-transaction-id", "has space", "invalid_transaction_id"),
+            ("idempotency-key", long_key.as_str(), "invalid_idempotency_key"),
+            ("idempotency-key", "with\ttab", "invalid_idempotency_key"),
+            ("idempotency-key", "", "invalid_idempotency_key"),
+        ];
+        for (name, value, code) in headers {
+            let sent = [(name, value), ("if-match", "\"1\"")];
+            let reply = app.call(Method::PUT, "/api/storage/k", Some(&app.admin_token), &sent, Some(b"[2]".to_vec())).await;
+            assert_eq!((reply.status, reply.body["error"].clone()), (StatusCode::BAD_REQUEST, json!(code)), "{name}: {value:?}");
+        }
+        for path in [
+            "/api/admin/drafts?limit=abc",
+            "/api/admin/drafts?limit=0",
+            "/api/admin/drafts?limit=99999999999999999999",
+            "/api/admin/drafts?reason=nope",
+            "/api/storage/k/history?limit=-1",
+        ] {
+            let reply = app.get(&app.admin_token, path).await;
+            assert_eq!((reply.status, reply.body["error"].clone()), (StatusCode::BAD_REQUEST, json!("invalid_request")), "{path}");
+        }
+        for path in ["/api/storage/k/versions/abc", "/api/storage/k/versions/99999999999999999999", "/api/storage/k/versions/-1"] {
+            let reply = app.get(&app.admin_token, path).await;
+            assert_eq!((reply.status, reply.body["error"].clone()), (StatusCode::NOT_FOUND, json!("not_found")), "{path}");
+        }
+        assert_untouched(&app).await;
+    }
+
     async fn unknown_routes_and_methods_answer_json_404_and_405(app) {
         for path in ["/api/nothing", "/api", "/api/", "/api/storage", "/api/storage/k/items/r1/extra", "/api/admin/nothing", "/api/drafts/a/b/c"] {
             let reply = app.call(Method::GET, path, Some(&app.admin_token), &[], None).await;
