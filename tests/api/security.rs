@@ -119,7 +119,7 @@ async fn failed_logins_from_one_address_are_throttled_across_usernames() {
 }
 
 #[actix_web::test]
-async fn throttling_ends_when_the_failures_leave_the_window_and_success_resets_the_user() {
+async fn throttling_ends_when_the_failures_leave_the_window() {
     let app = app_with_login_limits(2, 100, 1).await;
     let user = app.new_user().await;
     attempt(&app, &user.username, "wrong-password").await;
@@ -129,7 +129,18 @@ async fn throttling_ends_when_the_failures_leave_the_window_and_success_resets_t
     assert_eq!(retry_after, Some(1));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(attempt(&app, &user.username, USER_PASSWORD).await.0, StatusCode::OK);
-    // A success clears the username's count: one more failure is not a lockout.
+}
+
+#[actix_web::test]
+async fn a_successful_login_clears_the_usernames_failures() {
+    let app = app_with_login_limits(2, 100, 300).await;
+    let user = app.new_user().await;
+    assert_eq!(
+        attempt(&app, &user.username, "wrong-password").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(attempt(&app, &user.username, USER_PASSWORD).await.0, StatusCode::OK);
+    // Without the reset this would be the second failure in the window, and the login below a 429.
     assert_eq!(
         attempt(&app, &user.username, "wrong-password").await.0,
         StatusCode::UNAUTHORIZED
