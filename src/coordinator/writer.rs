@@ -114,31 +114,27 @@ impl BatchWriter {
     }
 
     /// Nothing of a failed batch was written. Commits fail (their key actors
-    /// keep the payloads as `write_failed` drafts, which come back here);
-    /// drafts are tried once more each on their own, so one bad draft cannot
-    /// sink the others.
+    /// keep the payloads as `write_failed` drafts, which come back here).
+    /// Drafts cannot fail on their own (ids are fresh, duplicates are
+    /// skipped), so a failed batch means the database is in trouble: its
+    /// drafts go to the spool at once rather than wait on it again.
     fn fail_batch(&mut self, items: Vec<BatchItem>, replies: Vec<Reply>, error: String, ctx: &mut Context<Self>) {
-        let mut retry = Vec::new();
+        let mut spooled = Vec::new();
         for (item, reply) in items.into_iter().zip(replies) {
             match (item, reply) {
-                (BatchItem::Draft(draft), Reply::Draft(then)) => retry.push((draft, then)),
+                (BatchItem::Draft(draft), Reply::Draft(then)) => spooled.push((draft, then)),
                 (item, reply) => reply.send(&item, Err(error.clone())),
             }
         }
-        if retry.is_empty() {
+        if spooled.is_empty() {
             return;
         }
-        let store = self.store.clone();
         let spool = self.spool.clone();
         ctx.spawn(
             async move {
-                for (draft, then) in retry {
+                for (draft, then) in spooled {
                     let item = BatchItem::Draft(draft);
-                    let result = store.write_batch(std::slice::from_ref(&item)).await;
-                    let outcome = match result {
-                        Ok(mut outcomes) => Ok(outcomes.remove(0)),
-                        Err(error) => spool_draft(&spool, &item, error.to_string()).await,
-                    };
+                    let outcome = spool_draft(&spool, &item, error.clone()).await;
                     Reply::Draft(then).send(&item, outcome);
                 }
             }

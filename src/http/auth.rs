@@ -66,7 +66,9 @@ pub async fn logout(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let token = bearer_token(&req).ok_or(ApiError::Unauthorized)?;
-    state.store.revoke_session(&token_hash(token)).await?;
+    let hash = token_hash(token);
+    state.sessions.forget(&hash);
+    state.store.revoke_session(&hash).await?;
     tracing::info!(event = "user_logout", username = %user.username);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -31,8 +31,20 @@ impl FromRequest for AuthenticatedUser {
                 .app_data::<web::Data<AppState>>()
                 .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState is not registered")))?;
             let token = bearer_token(&req).ok_or(ApiError::Unauthorized)?;
-            let session = state.store.find_session(&token_hash(token)).await?;
-            let session = session.ok_or(ApiError::Unauthorized)?;
+            let hash = token_hash(token);
+            let session = match state.store.find_session(&hash).await {
+                Ok(Some(session)) => {
+                    state.sessions.remember(&hash, &session);
+                    session
+                }
+                Ok(None) => {
+                    state.sessions.forget(&hash);
+                    return Err(ApiError::Unauthorized);
+                }
+                // The database is out of reach: a session seen before still
+                // counts, so the request can go on and keep its payload.
+                Err(error) => state.sessions.recall(&hash).ok_or(ApiError::StorageUnavailable(error))?,
+            };
             let user = AuthenticatedUser {
                 username: session.username,
                 role: session.role,

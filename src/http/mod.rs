@@ -11,6 +11,7 @@ mod health;
 mod middleware;
 mod pages;
 mod rate_limit;
+mod sessions;
 mod state;
 mod storage;
 

@@ -8,6 +8,8 @@ pub struct AppState {
     pub registry: Registry,
     pub max_body_bytes: usize,
     pub token_ttl: Duration,
+    /// Sessions seen recently, for when the database is out of reach.
+    pub sessions: super::sessions::SessionCache,
     /// `--allow-unconditional`: PUT without If-Match may add records, never drop or change them.
     pub allow_unconditional: bool,
     /// Sizes of the batches the writer committed (group commit).

@@ -52,13 +52,18 @@ pub(crate) enum Backend {
 
 pub type StoreResult<T> = Result<T, sqlx::Error>;
 
+/// How long a request waits for a database connection before it counts as
+/// an outage (503, payload kept): long enough for a busy pool, short enough
+/// that nobody stares at a spinner while the database is gone.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Store {
     /// Opens (and for SQLite, creates) the database named by `url`.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect(url)
                 .await
                 .context("connecting to PostgreSQL")?;
@@ -73,7 +78,7 @@ impl Store {
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await
                 .context("opening the SQLite database")?;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 pub struct SessionUser {
     pub username: String,
     pub role: Role,
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,15 +68,21 @@ impl Store {
 
     /// The user behind a token hash, if the session exists and has not expired.
     pub async fn find_session(&self, token_hash: &str) -> StoreResult<Option<SessionUser>> {
-        let row: Option<(String, String)> = with_pool!(self, pool => sqlx::query_as(
-            "SELECT s.username, u.role FROM sessions s JOIN users u ON u.username = s.username \
+        let row: Option<(String, String, DateTime<Utc>)> = with_pool!(self, pool => sqlx::query_as(
+            "SELECT s.username, u.role, s.expires_at FROM sessions s JOIN users u ON u.username = s.username \
              WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
         .bind(token_hash)
         .bind(Timestamp::now().as_datetime())
         .fetch_optional(pool)
         .await?);
-        Ok(row.and_then(|(username, role)| Some(SessionUser { username, role: Role::parse(&role)? })))
+        Ok(row.and_then(|(username, role, expires_at)| {
+            Some(SessionUser {
+                username,
+                role: Role::parse(&role)?,
+                expires_at,
+            })
+        }))
     }
 
     /// Forgets expired sessions; returns how many.

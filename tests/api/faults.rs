@@ -49,7 +49,7 @@ async fn when_the_database_refuses_writes_drafts_are_spooled_and_moved_in_later(
         unreachable!("SQLite is always available")
     };
     app.seed("activities", &json!([])).await;
-    let spool = app.db.sqlite_file().expect("a file").with_file_name("spool").join("drafts.jsonl");
+    let spool = app.db.spool.path().join("drafts.jsonl");
     let mut control = sqlx::SqliteConnection::connect(&app.db.url).await.expect("a second connection");
     for table in ["pending_storage_saves", "storage_history"] {
         let refuse = format!(
@@ -88,4 +88,54 @@ async fn when_the_database_refuses_writes_drafts_are_spooled_and_moved_in_later(
     assert!(!spool.exists(), "the spool is emptied once moved");
     // And writes work again.
     assert_eq!(app.put(&app.admin_token, "activities", &json!([{"id": "ok"}]), Some("\"1\"")).await.status, StatusCode::OK);
+}
+
+/// PostgreSQL out of reach for a while (the test database refuses every
+/// connection): writes answer 503 with their payload spooled, and once the
+/// database is back the drafts move in and writes go through again.
+#[actix_web::test]
+async fn a_postgresql_outage_answers_503_keeps_every_payload_and_recovers() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    app.seed("activities", &json!([])).await;
+    let (admin_url, name) = app.db.postgres_name().expect("a PostgreSQL database");
+    let admin = sqlx::PgPool::connect(admin_url).await.expect("the admin connection");
+    let outage = |allow: bool| {
+        let admin = admin.clone();
+        let name = name.to_owned();
+        async move {
+            sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")).execute(&admin).await.expect("alter");
+            if !allow {
+                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                    .bind(&name)
+                    .execute(&admin)
+                    .await
+                    .expect("dropping the service's connections");
+            }
+        }
+    };
+
+    outage(false).await;
+    let during = app.put(&app.admin_token, "activities", &json!([{"id": "during"}]), Some("\"1\"")).await;
+    outage(true).await;
+
+    assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", during.body);
+    assert_eq!(during.body["draftSaved"], true, "{:?}", during.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let drafts = loop {
+        let drafts = app.my_drafts(&app.admin_token).await;
+        if !drafts.is_empty() {
+            break drafts;
+        }
+        assert!(std::time::Instant::now() < deadline, "the spooled draft never reached the database");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(drafts[0]["id"], during.body["draftId"]);
+    assert_eq!(drafts[0]["payload"], json!([{"id": "during"}]));
+    // The key actor reloads after the outage: nothing was applied, version 1 is current.
+    let after = app.put(&app.admin_token, "activities", &json!([{"id": "after"}]), Some("\"1\"")).await;
+    assert_eq!(after.status, StatusCode::OK, "{:?}", after.body);
+    assert_eq!(after.body["version"], 2);
+    admin.close().await;
 }

@@ -57,6 +57,8 @@ pub struct TestDatabase {
     pub backend: Backend,
     /// Keeps the SQLite directory alive as long as the test needs it.
     _dir: Option<tempfile::TempDir>,
+    /// This test's draft spool (see `--spool-dir`), never shared.
+    pub spool: tempfile::TempDir,
     postgres: Option<(String, String)>,
 }
 
@@ -67,12 +69,19 @@ impl TestDatabase {
             url: format!("sqlite://{}", dir.path().join("coordinator.db").display()),
             backend: Backend::Sqlite,
             _dir: Some(dir),
+            spool: tempfile::tempdir().expect("a spool directory"),
             postgres: None,
         }
     }
 
     /// A fresh PostgreSQL database, or `None` (with a loud note) when no
     /// server answers and PostgreSQL is not required.
+    /// The database's name on the PostgreSQL server, for tests that act on it
+    /// from outside (an outage).
+    pub fn postgres_name(&self) -> Option<(&str, &str)> {
+        self.postgres.as_ref().map(|(admin_url, name)| (admin_url.as_str(), name.as_str()))
+    }
+
     pub async fn postgres() -> Option<Self> {
         let admin_url = std::env::var(POSTGRES_ADMIN_URL).unwrap_or_else(|_| DEFAULT_POSTGRES_ADMIN_URL.into());
         let required = std::env::var(REQUIRE_POSTGRES).is_ok_and(|v| v == "1");
@@ -101,6 +110,7 @@ impl TestDatabase {
             url: format!("{base}/{name}"),
             backend: Backend::Postgres,
             _dir: None,
+            spool: tempfile::tempdir().expect("a spool directory"),
             postgres: Some((admin_url, name)),
         })
     }
@@ -119,6 +129,7 @@ impl TestDatabase {
             url: other.url.clone(),
             backend: other.backend,
             _dir: None,
+            spool: tempfile::tempdir().expect("a spool directory"),
             postgres: None,
         }
     }
@@ -169,6 +180,7 @@ pub fn settings_for(db: &TestDatabase) -> Settings {
     Settings {
         admin_password: Some(ADMIN_PASSWORD.into()),
         workers: Some(2),
+        spool_dir: Some(db.spool.path().to_path_buf()),
         ..Settings::for_database(db.url.clone())
     }
 }
