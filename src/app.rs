@@ -54,8 +54,7 @@ impl Application {
             batch_stats,
         });
 
-        let listener = TcpListener::bind(&settings.listen)
-            .with_context(|| format!("binding {}", settings.listen))?;
+        let listener = TcpListener::bind(&settings.listen).with_context(|| format!("binding {}", settings.listen))?;
         let address = listener.local_addr()?;
         let mut server = HttpServer::new(move || {
             App::new()

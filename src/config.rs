@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "coordinator", version, about = "Serialises concurrent JSON writes per key; stale writes become drafts.")]
+#[command(
+    name = "coordinator",
+    version,
+    about = "Serialises concurrent JSON writes per key; stale writes become drafts."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub settings: Settings,
@@ -46,7 +50,12 @@ pub struct Settings {
     pub listen: String,
 
     /// `sqlite://PATH` (created if missing) or `postgres://...`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/coordinator.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/coordinator.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Largest request body accepted, in bytes; larger bodies get 413.
@@ -54,7 +63,13 @@ pub struct Settings {
     pub max_body_bytes: usize,
 
     /// `json` (one object per line) or `text` (for people).
-    #[arg(long, env = "COORDINATOR_LOG_FORMAT", value_enum, default_value = "json", global = true)]
+    #[arg(
+        long,
+        env = "COORDINATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "json",
+        global = true
+    )]
     pub log_format: LogFormat,
 
     /// Log filter, e.g. `info` or `debug` or `warn,coordinator=debug`.

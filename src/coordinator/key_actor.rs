@@ -4,11 +4,11 @@
 //! database. The database stays the authority: every commit is a
 //! compare-and-set, and a cache found stale is reloaded, never trusted.
 
-use super::writer::{BatchWriter, PersistCommit};
 use super::messages::{SubmitDraft, Write};
 use super::registry::Registry;
 use super::submit::apply_submit;
 use super::write::apply_write;
+use super::writer::{BatchWriter, PersistCommit};
 use crate::domain::StorageKey;
 use crate::store::{Commit, CommitOutcome, Store, StoredValue};
 use actix::prelude::*;

@@ -96,7 +96,10 @@ pub struct SubmitDraft {
 #[derive(Debug)]
 pub enum SubmitOutcome {
     /// Stored (or already contained in the current value); the draft is gone.
-    Saved { version: i64, updated_at: Timestamp },
+    Saved {
+        version: i64,
+        updated_at: Timestamp,
+    },
     /// The merge found changes on both sides; the draft stays, with the error.
     Conflict(MergeConflict),
     NotFound,

@@ -21,8 +21,8 @@ mod submit;
 mod write;
 mod writer;
 
-pub use writer::{BatchStats, BatchWriter, PersistCommit, PersistDraft};
 pub use key_actor::KeyActor;
 pub use messages::{IdempotencyRequest, SubmitDraft, SubmitOutcome, Write, WriteOutcome};
 pub use registry::Registry;
 pub use spool::Spool;
+pub use writer::{BatchStats, BatchWriter, PersistCommit, PersistDraft};

@@ -1,8 +1,8 @@
 //! Finds (or starts) the actor of a key. The map is a `DashMap` so lookups of
 //! different keys do not contend on one lock.
 
-use super::writer::BatchWriter;
 use super::key_actor::KeyActor;
+use super::writer::BatchWriter;
 use crate::domain::StorageKey;
 use crate::store::Store;
 use actix::prelude::*;

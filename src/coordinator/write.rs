@@ -2,9 +2,9 @@
 //! precondition, apply the change, commit it as a compare-and-set, and keep
 //! anything that cannot be committed as a draft.
 
-use super::writer::PersistDraft;
 use super::key_actor::{Cached, KeyEnv};
 use super::messages::{Write, WriteOutcome};
+use super::writer::PersistDraft;
 use crate::domain::draft::{Draft, DraftSource};
 use crate::domain::items::{is_pure_superset, Change};
 use crate::domain::merge::{record_count, three_way_merge};
@@ -218,7 +218,11 @@ enum StaleResolution {
 /// A stale write becomes a draft of what its author meant: the whole value
 /// for a PUT, or the item change applied to the version the author saw. With
 /// `Prefer: merge`, a PUT is first merged three ways against the current value.
-async fn resolve_stale(env: &KeyEnv, write: &Write, current: &Option<Arc<StoredValue>>) -> StoreResult<StaleResolution> {
+async fn resolve_stale(
+    env: &KeyEnv,
+    write: &Write,
+    current: &Option<Arc<StoredValue>>,
+) -> StoreResult<StaleResolution> {
     let base_version = base_version_of(env, &write.precondition).await?;
     let needs_base = write.prefer_merge || write.change.is_item_change();
     let base = match base_version {
@@ -290,7 +294,10 @@ fn keep_draft(
             };
             // Remember the 409 for retries with the same Idempotency-Key
             // (only once its draft is safe), then answer.
-            let record = outcome.draft_saved().then(|| idempotency_record(&write, &outcome)).flatten();
+            let record = outcome
+                .draft_saved()
+                .then(|| idempotency_record(&write, &outcome))
+                .flatten();
             match record {
                 None => {
                     let _ = write.reply.send(outcome);
@@ -330,7 +337,14 @@ fn fail_write(
     );
     let payload = attempted.unwrap_or_else(|| write.change.as_draft_payload());
     let base_version = named_version(&write.precondition).or(current.map(|c| c.version));
-    let draft = new_draft(&write, DraftReason::WriteFailed, payload, base_version, current, Some(error.to_string()));
+    let draft = new_draft(
+        &write,
+        DraftReason::WriteFailed,
+        payload,
+        base_version,
+        current,
+        Some(error.to_string()),
+    );
     let reply = write.reply;
     env.writer.do_send(PersistDraft {
         draft,

@@ -9,6 +9,7 @@
 //! against the key's confirmed version: the same answers as one-by-one
 //! commits, with one flush for many.
 
+use super::spool::Spool;
 use crate::domain::draft::Draft;
 use crate::store::{BatchItem, Commit, CommitOutcome, ItemOutcome, Store};
 use actix::prelude::*;
@@ -16,7 +17,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use super::spool::Spool;
 use tokio::sync::oneshot;
 
 /// Store `draft` durably, then call `then` with its id (`None` if it could
@@ -321,6 +321,9 @@ mod tests {
         for size in [1, 2, 3, 4, 7, 8, 100, 5000] {
             stats.record(size);
         }
-        assert_eq!(stats.snapshot(), vec![(1, 1), (2, 2), (4, 2), (8, 1), (64, 1), (2048, 1)]);
+        assert_eq!(
+            stats.snapshot(),
+            vec![(1, 1), (2, 2), (4, 2), (8, 1), (64, 1), (2048, 1)]
+        );
     }
 }

@@ -39,9 +39,7 @@ pub fn verify_password(password: &str, stored_hash: Option<&str>) -> bool {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return false;
     };
-    let matches = Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
+    let matches = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
     matches && stored_hash.is_some()
 }
 

@@ -157,29 +157,59 @@ mod tests {
         let current = json!([{"id": "a"}]);
         let appended = Change::Append(json!({"id": "b"})).apply(Some(&current)).unwrap();
         assert_eq!(appended, json!([{"id": "a"}, {"id": "b"}]));
-        assert_eq!(Change::Append(json!({"id": "a"})).apply(Some(&current)), Err(ItemError::DuplicateId));
-        assert_eq!(Change::Append(json!({"id": 1})).apply(None).unwrap(), json!([{"id": 1}]));
-        assert_eq!(Change::Append(json!({"id": 1})).apply(Some(&json!({}))), Err(ItemError::NotAnArray));
+        assert_eq!(
+            Change::Append(json!({"id": "a"})).apply(Some(&current)),
+            Err(ItemError::DuplicateId)
+        );
+        assert_eq!(
+            Change::Append(json!({"id": 1})).apply(None).unwrap(),
+            json!([{"id": 1}])
+        );
+        assert_eq!(
+            Change::Append(json!({"id": 1})).apply(Some(&json!({}))),
+            Err(ItemError::NotAnArray)
+        );
     }
 
     #[test]
     fn patch_replaces_only_the_named_fields_of_one_record() {
         let current = json!([{"id": "a", "notes": "x", "type": "poc"}, {"id": 7, "notes": "y"}]);
         let fields = json!({"notes": "edited"}).as_object().unwrap().clone();
-        let patched = Change::Patch { id: "a".into(), fields: fields.clone() }.apply(Some(&current)).unwrap();
-        assert_eq!(patched, json!([{"id": "a", "notes": "edited", "type": "poc"}, {"id": 7, "notes": "y"}]));
+        let patched = Change::Patch {
+            id: "a".into(),
+            fields: fields.clone(),
+        }
+        .apply(Some(&current))
+        .unwrap();
+        assert_eq!(
+            patched,
+            json!([{"id": "a", "notes": "edited", "type": "poc"}, {"id": 7, "notes": "y"}])
+        );
         let by_number = Change::Patch { id: "7".into(), fields }.apply(Some(&current)).unwrap();
         assert_eq!(by_number[1]["notes"], "edited");
-        let missing = Change::Patch { id: "zz".into(), fields: Map::new() }.apply(Some(&current));
+        let missing = Change::Patch {
+            id: "zz".into(),
+            fields: Map::new(),
+        }
+        .apply(Some(&current));
         assert_eq!(missing, Err(ItemError::RecordNotFound));
     }
 
     #[test]
     fn remove_deletes_one_record() {
         let current = json!([{"id": "a"}, {"id": "b"}]);
-        assert_eq!(Change::Remove { id: "a".into() }.apply(Some(&current)).unwrap(), json!([{"id": "b"}]));
-        assert_eq!(Change::Remove { id: "c".into() }.apply(Some(&current)), Err(ItemError::RecordNotFound));
-        assert_eq!(Change::Remove { id: "c".into() }.apply(None), Err(ItemError::RecordNotFound));
+        assert_eq!(
+            Change::Remove { id: "a".into() }.apply(Some(&current)).unwrap(),
+            json!([{"id": "b"}])
+        );
+        assert_eq!(
+            Change::Remove { id: "c".into() }.apply(Some(&current)),
+            Err(ItemError::RecordNotFound)
+        );
+        assert_eq!(
+            Change::Remove { id: "c".into() }.apply(None),
+            Err(ItemError::RecordNotFound)
+        );
     }
 
     #[test]
@@ -188,6 +218,9 @@ mod tests {
         assert!(is_pure_superset(&current, &json!([{"id": 1, "n": 1}, {"id": 2}])));
         assert!(!is_pure_superset(&current, &json!([{"id": 2}])), "removes 1");
         assert!(!is_pure_superset(&current, &json!([{"id": 1, "n": 2}])), "changes 1");
-        assert!(!is_pure_superset(&json!({"a": 1}), &json!({"a": 1, "b": 2})), "not records");
+        assert!(
+            !is_pure_superset(&json!({"a": 1}), &json!({"a": 1, "b": 2})),
+            "not records"
+        );
     }
 }

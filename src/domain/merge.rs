@@ -36,7 +36,10 @@ impl MergeConflict {
         match self {
             MergeConflict::RecordsDiverged { ids } => {
                 let ids: Vec<String> = ids.iter().map(Value::to_string).collect();
-                format!("records changed on both sides since the draft's base: {}", ids.join(", "))
+                format!(
+                    "records changed on both sides since the draft's base: {}",
+                    ids.join(", ")
+                )
             }
             MergeConflict::NotMergeable => {
                 "both sides changed a value that is not an array of records with unique ids".into()
@@ -49,11 +52,7 @@ impl MergeConflict {
 /// is unknown; it then counts as an empty array, which keeps every record of
 /// both sides and flags any record they both hold differently.
 /// `theirs` is `None` when the key does not exist: nothing to protect.
-pub fn three_way_merge(
-    base: Option<&Value>,
-    theirs: Option<&Value>,
-    ours: &Value,
-) -> Result<Value, MergeConflict> {
+pub fn three_way_merge(base: Option<&Value>, theirs: Option<&Value>, ours: &Value) -> Result<Value, MergeConflict> {
     let Some(theirs) = theirs else {
         return Ok(ours.clone());
     };
@@ -284,8 +283,14 @@ mod tests {
     #[test]
     fn values_that_are_not_records_merge_only_when_one_side_is_unchanged() {
         let base = json!({"n": 1});
-        assert_eq!(three_way_merge(Some(&base), Some(&base), &json!({"n": 2})).unwrap(), json!({"n": 2}));
-        assert_eq!(three_way_merge(Some(&base), Some(&json!({"n": 3})), &base).unwrap(), json!({"n": 3}));
+        assert_eq!(
+            three_way_merge(Some(&base), Some(&base), &json!({"n": 2})).unwrap(),
+            json!({"n": 2})
+        );
+        assert_eq!(
+            three_way_merge(Some(&base), Some(&json!({"n": 3})), &base).unwrap(),
+            json!({"n": 3})
+        );
         let err = three_way_merge(Some(&base), Some(&json!({"n": 3})), &json!({"n": 2})).unwrap_err();
         assert_eq!(err, MergeConflict::NotMergeable);
     }
@@ -325,7 +330,10 @@ mod tests {
         assert!(preview.mergeable);
         assert_eq!(preview.diff.added, vec![json!("o")]);
         assert_eq!(preview.diff.changed, vec![json!("a")]);
-        assert!(preview.diff.removed.is_empty(), "their record t must not show as removed");
+        assert!(
+            preview.diff.removed.is_empty(),
+            "their record t must not show as removed"
+        );
 
         let theirs = json!([rec("a", "3")]);
         let preview = preview_submit(Some(&base), Some(&theirs), &ours);

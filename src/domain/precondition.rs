@@ -54,13 +54,9 @@ pub enum InvalidPrecondition {
 impl Precondition {
     /// Reads the two headers; either may be absent. If-Match wins when both
     /// are sent, as RFC 9110 evaluates it first.
-    pub fn from_headers(
-        if_match: Option<&[u8]>,
-        if_none_match: Option<&[u8]>,
-    ) -> Result<Self, InvalidPrecondition> {
+    pub fn from_headers(if_match: Option<&[u8]>, if_none_match: Option<&[u8]>) -> Result<Self, InvalidPrecondition> {
         if let Some(raw) = if_match {
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| InvalidPrecondition::IfMatch("not valid UTF-8"))?;
+            let text = std::str::from_utf8(raw).map_err(|_| InvalidPrecondition::IfMatch("not valid UTF-8"))?;
             return IfMatch::parse(text).map(Precondition::IfMatch);
         }
         match if_none_match {
@@ -173,9 +169,8 @@ fn split_quoted(input: &str) -> Option<(&str, &str)> {
 fn strong_tag(opaque: &str) -> EntityTag {
     // Strong comparison is character-wise: "07" is not "7", so only the
     // canonical spelling of a number is a version.
-    let canonical_number = !opaque.is_empty()
-        && opaque.bytes().all(|b| b.is_ascii_digit())
-        && (opaque == "0" || !opaque.starts_with('0'));
+    let canonical_number =
+        !opaque.is_empty() && opaque.bytes().all(|b| b.is_ascii_digit()) && (opaque == "0" || !opaque.starts_with('0'));
     if canonical_number {
         return opaque.parse().map(EntityTag::Version).unwrap_or(EntityTag::Unknown);
     }
@@ -239,7 +234,19 @@ mod tests {
 
     #[test]
     fn malformed_values_are_rejected() {
-        for raw in ["", " ", ",", "3", "\"3", "\"3\" \"4\"", "*, \"3\"", "W/3", "W/\"3", "\"a b\"", "\"3\"x"] {
+        for raw in [
+            "",
+            " ",
+            ",",
+            "3",
+            "\"3",
+            "\"3\" \"4\"",
+            "*, \"3\"",
+            "W/3",
+            "W/\"3",
+            "\"a b\"",
+            "\"3\"x",
+        ] {
             assert!(IfMatch::parse(raw).is_err(), "{raw:?} should be malformed");
         }
     }
@@ -253,7 +260,10 @@ mod tests {
     #[test]
     fn headers_combine_as_rfc_9110_says() {
         assert_eq!(Precondition::from_headers(None, None), Ok(Precondition::None));
-        assert_eq!(Precondition::from_headers(None, Some(b"*")), Ok(Precondition::IfNoneMatchAny));
+        assert_eq!(
+            Precondition::from_headers(None, Some(b"*")),
+            Ok(Precondition::IfNoneMatchAny)
+        );
         assert!(Precondition::from_headers(None, Some(b"\"3\"")).is_err());
         assert!(matches!(
             Precondition::from_headers(Some(b"\"3\""), Some(b"*")),

@@ -48,7 +48,10 @@ pub async fn login(
     let token = new_token();
     let ttl = chrono::Duration::from_std(state.token_ttl).unwrap_or(chrono::Duration::hours(12));
     let expires_at = chrono::Utc::now() + ttl;
-    state.store.insert_session(&token_hash(&token), &username, expires_at).await?;
+    state
+        .store
+        .insert_session(&token_hash(&token), &username, expires_at)
+        .await?;
     tracing::info!(event = "user_login", username = %username, role = role.as_str());
     Ok(HttpResponse::Ok().json(json!({
         "token": token,

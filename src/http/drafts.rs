@@ -132,10 +132,9 @@ pub async fn list_all(
 ) -> Result<HttpResponse, ApiError> {
     let reason = match query.reason.as_deref().filter(|r| !r.is_empty()) {
         None => None,
-        Some(raw) => Some(
-            DraftReason::parse(raw)
-                .ok_or_else(|| ApiError::InvalidRequest(format!("unknown reason {raw:?}")))?,
-        ),
+        Some(raw) => {
+            Some(DraftReason::parse(raw).ok_or_else(|| ApiError::InvalidRequest(format!("unknown reason {raw:?}")))?)
+        }
     };
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {

@@ -43,7 +43,10 @@ impl FromRequest for AuthenticatedUser {
                 }
                 // The database is out of reach: a session seen before still
                 // counts, so the request can go on and keep its payload.
-                Err(error) => state.sessions.recall(&hash).ok_or(ApiError::StorageUnavailable(error))?,
+                Err(error) => state
+                    .sessions
+                    .recall(&hash)
+                    .ok_or(ApiError::StorageUnavailable(error))?,
             };
             let user = AuthenticatedUser {
                 username: session.username,

@@ -31,43 +31,44 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::QueryConfig::default().error_handler(|error, _| ApiError::InvalidRequest(error.to_string()).into()),
         );
     cfg.configure(health::routes);
-    cfg.configure(activity::routes).service(
-        web::scope("/api")
-            .service(resource("/login").route(web::post().to(auth::login)))
-            .service(resource("/logout").route(web::post().to(auth::logout)))
-            .service(
-                resource("/storage/{key}")
-                    .route(web::get().to(storage::get_value))
-                    .route(web::put().to(storage::put_value)),
-            )
-            .service(resource("/storage/{key}/items").route(web::post().to(storage::append_item)))
-            .service(
-                resource("/storage/{key}/items/{id}")
-                    .route(web::patch().to(storage::patch_item))
-                    .route(web::delete().to(storage::delete_item)),
-            )
-            .service(resource("/storage/{key}/history").route(web::get().to(storage::history)))
-            .service(resource("/storage/{key}/versions/{version}").route(web::get().to(storage::version)))
-            .service(resource("/drafts").route(web::get().to(drafts::list_mine)))
-            .service(resource("/drafts/submit-all").route(web::post().to(drafts::submit_all_mine)))
-            .service(
-                resource("/drafts/{id}")
-                    .route(web::get().to(drafts::get_mine))
-                    .route(web::delete().to(drafts::delete_mine)),
-            )
-            .service(resource("/drafts/{id}/submit").route(web::post().to(drafts::submit_mine)))
-            .service(resource("/admin/users").route(web::post().to(admin::create_user)))
-            .service(resource("/admin/drafts").route(web::get().to(drafts::list_all)))
-            .service(resource("/admin/drafts/stats").route(web::get().to(drafts::stats)))
-            .service(
-                resource("/admin/drafts/{id}")
-                    .route(web::get().to(drafts::get_any))
-                    .route(web::delete().to(drafts::delete_any)),
-            )
-            .service(resource("/admin/drafts/{id}/submit").route(web::post().to(drafts::submit_any))),
-    )
-    .configure(pages::routes)
-    .default_service(web::to(not_found));
+    cfg.configure(activity::routes)
+        .service(
+            web::scope("/api")
+                .service(resource("/login").route(web::post().to(auth::login)))
+                .service(resource("/logout").route(web::post().to(auth::logout)))
+                .service(
+                    resource("/storage/{key}")
+                        .route(web::get().to(storage::get_value))
+                        .route(web::put().to(storage::put_value)),
+                )
+                .service(resource("/storage/{key}/items").route(web::post().to(storage::append_item)))
+                .service(
+                    resource("/storage/{key}/items/{id}")
+                        .route(web::patch().to(storage::patch_item))
+                        .route(web::delete().to(storage::delete_item)),
+                )
+                .service(resource("/storage/{key}/history").route(web::get().to(storage::history)))
+                .service(resource("/storage/{key}/versions/{version}").route(web::get().to(storage::version)))
+                .service(resource("/drafts").route(web::get().to(drafts::list_mine)))
+                .service(resource("/drafts/submit-all").route(web::post().to(drafts::submit_all_mine)))
+                .service(
+                    resource("/drafts/{id}")
+                        .route(web::get().to(drafts::get_mine))
+                        .route(web::delete().to(drafts::delete_mine)),
+                )
+                .service(resource("/drafts/{id}/submit").route(web::post().to(drafts::submit_mine)))
+                .service(resource("/admin/users").route(web::post().to(admin::create_user)))
+                .service(resource("/admin/drafts").route(web::get().to(drafts::list_all)))
+                .service(resource("/admin/drafts/stats").route(web::get().to(drafts::stats)))
+                .service(
+                    resource("/admin/drafts/{id}")
+                        .route(web::get().to(drafts::get_any))
+                        .route(web::delete().to(drafts::delete_any)),
+                )
+                .service(resource("/admin/drafts/{id}/submit").route(web::post().to(drafts::submit_any))),
+        )
+        .configure(pages::routes)
+        .default_service(web::to(not_found));
 }
 
 /// A resource whose unknown methods answer 405 in our JSON error shape.
@@ -84,12 +85,7 @@ async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 }
 
 fn content_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Headers every response carries: no sniffing, no framing, no caching of
@@ -100,5 +96,8 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::REFERRER_POLICY, "no-referrer"))
         .add((header::CACHE_CONTROL, "no-store"))
-        .add((header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"))
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
 }

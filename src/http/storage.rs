@@ -5,17 +5,17 @@ use super::error::ApiError;
 use super::extract::{AdminUser, AuthenticatedUser, TransactionId};
 use super::state::AppState;
 use crate::coordinator::{IdempotencyRequest, PersistDraft, Write, WriteOutcome};
-use crate::domain::draft::{Draft, DraftSource};
-use crate::domain::DraftReason;
-use std::sync::Arc;
 use crate::domain::credentials::sha256_hex;
+use crate::domain::draft::{Draft, DraftSource};
 use crate::domain::items::Change;
 use crate::domain::merge::record_count;
+use crate::domain::DraftReason;
 use crate::domain::{Precondition, StorageKey};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -73,7 +73,11 @@ pub async fn version(
 ) -> Result<HttpResponse, ApiError> {
     let (key, version) = path.into_inner();
     let key = StorageKey::parse(&key)?;
-    let entry = state.store.history_entry(key.as_str(), version).await?.ok_or(ApiError::NotFound)?;
+    let entry = state
+        .store
+        .history_entry(key.as_str(), version)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let mut body = serde_json::to_value(&entry).map_err(|e| ApiError::Internal(e.into()))?;
     body["key"] = json!(key.as_str());
     Ok(HttpResponse::Ok().json(body))
@@ -188,8 +192,12 @@ impl WriteRequest {
         let if_match = raw_if_match.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let prefer_merge = headers.get_all(PREFER).any(|value| {
             value.to_str().is_ok_and(|text| {
-                text.split(',')
-                    .any(|preference| preference.split(';').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("merge")))
+                text.split(',').any(|preference| {
+                    preference
+                        .split(';')
+                        .next()
+                        .is_some_and(|p| p.trim().eq_ignore_ascii_case("merge"))
+                })
             })
         });
         let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
@@ -367,7 +375,11 @@ fn render(outcome: WriteOutcome, shown: &Shown<'_>) -> Result<HttpResponse, ApiE
             merged,
             item_id,
         } => {
-            let status = if created || appends { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if created || appends {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             let mut response = HttpResponse::build(status);
             response.insert_header(etag(version));
             if merged {
@@ -382,7 +394,11 @@ fn render(outcome: WriteOutcome, shown: &Shown<'_>) -> Result<HttpResponse, ApiE
             }
             response.json(body)
         }
-        WriteOutcome::Conflict { current, draft_id, reason } => {
+        WriteOutcome::Conflict {
+            current,
+            draft_id,
+            reason,
+        } => {
             let mut response = HttpResponse::Conflict();
             if let Some(current) = current {
                 response.insert_header(etag(current.version));
@@ -415,9 +431,10 @@ fn render(outcome: WriteOutcome, shown: &Shown<'_>) -> Result<HttpResponse, ApiE
             })),
         WriteOutcome::Replayed(first) => {
             let mut response = render(*first, shown)?;
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"));
+            response.headers_mut().insert(
+                HeaderName::from_static("idempotent-replayed"),
+                HeaderValue::from_static("true"),
+            );
             response
         }
     })

@@ -46,11 +46,13 @@ impl Store {
     pub async fn delete_expired_idempotency(&self) -> StoreResult<u64> {
         let cutoff = Timestamp::now().as_datetime()
             - chrono::Duration::from_std(IDEMPOTENCY_RETENTION).expect("24 h fits a chrono duration");
-        Ok(with_pool!(self, pool => sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        Ok(
+            with_pool!(self, pool => sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(cutoff)
             .execute(pool)
             .await?
-            .rows_affected()))
+            .rows_affected()),
+        )
     }
 }
 

@@ -6,8 +6,8 @@
 mod batch;
 mod drafts;
 mod health;
-mod keys;
 mod idempotency;
+mod keys;
 mod sessions;
 mod storage;
 mod users;
@@ -15,8 +15,8 @@ mod users;
 pub use batch::{BatchItem, ItemOutcome};
 pub use drafts::{DraftFilter, DraftStats};
 pub use health::Readiness;
-pub use keys::KeySummary;
 pub use idempotency::{IdempotencyRecord, IDEMPOTENCY_RETENTION};
+pub use keys::KeySummary;
 pub use storage::{Commit, CommitOutcome, HistoryEntry, StoredValue};
 pub use users::{NewUserOutcome, SessionUser};
 

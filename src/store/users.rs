@@ -27,7 +27,12 @@ impl Store {
         with_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(pool).await)
     }
 
-    pub async fn insert_user(&self, username: &Username, password_hash: &str, role: Role) -> StoreResult<NewUserOutcome> {
+    pub async fn insert_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+        role: Role,
+    ) -> StoreResult<NewUserOutcome> {
         let inserted = with_pool!(self, pool => sqlx::query(
             "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (username) DO NOTHING",
@@ -39,7 +44,11 @@ impl Store {
         .execute(pool)
         .await?
         .rows_affected());
-        Ok(if inserted == 1 { NewUserOutcome::Created } else { NewUserOutcome::AlreadyExists })
+        Ok(if inserted == 1 {
+            NewUserOutcome::Created
+        } else {
+            NewUserOutcome::AlreadyExists
+        })
     }
 
     /// The stored password hash and role of a user.
@@ -87,10 +96,12 @@ impl Store {
 
     /// Forgets expired sessions; returns how many.
     pub async fn delete_expired_sessions(&self) -> StoreResult<u64> {
-        Ok(with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        Ok(
+            with_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(Timestamp::now().as_datetime())
             .execute(pool)
             .await?
-            .rows_affected()))
+            .rows_affected()),
+        )
     }
 }

@@ -54,7 +54,9 @@ async fn a_failed_batch_acknowledges_nothing_and_keeps_every_payload_as_a_draft(
         unreachable!("SQLite is always available")
     };
     let url = app.db.url.clone();
-    let mut control = sqlx::SqliteConnection::connect(&url).await.expect("a second connection");
+    let mut control = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("a second connection");
     // Any commit of the key `poisoned` makes its whole transaction fail.
     sqlx::query(
         "CREATE TRIGGER poison BEFORE INSERT ON storage_history WHEN NEW.key = 'poisoned' \
@@ -66,7 +68,10 @@ async fn a_failed_batch_acknowledges_nothing_and_keeps_every_payload_as_a_draft(
 
     // Hold the database's write lock so the writer's next transaction waits:
     // everything sent meanwhile queues up for the batch after it.
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut control).await.expect("locking");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut control)
+        .await
+        .expect("locking");
     let blocked = app.put(&app.admin_token, "first", &json!([0]), None);
     let batch: Vec<_> = ["poisoned", "a", "b", "c", "d", "e"]
         .into_iter()
@@ -88,15 +93,27 @@ async fn a_failed_batch_acknowledges_nothing_and_keeps_every_payload_as_a_draft(
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{key}: {:?}", reply.body);
         assert_eq!(reply.body["error"], "storage_unavailable");
         assert_eq!(reply.body["draftSaved"], true, "{key}");
-        assert_eq!(app.read(&app.admin_token, key).await.status, StatusCode::NOT_FOUND, "{key} was not written");
+        assert_eq!(
+            app.read(&app.admin_token, key).await.status,
+            StatusCode::NOT_FOUND,
+            "{key} was not written"
+        );
     }
     let drafts = app.my_drafts(&app.admin_token).await;
     assert_eq!(drafts.len(), 6);
     for draft in &drafts {
         assert_eq!(draft["reason"], "write_failed");
         assert_eq!(draft["payload"][0]["id"], draft["key"]);
-        assert!(draft["lastError"].as_str().is_some_and(|e| e.contains("injected batch failure")), "{draft}");
+        assert!(
+            draft["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("injected batch failure")),
+            "{draft}"
+        );
     }
     // The service goes on: the same writes succeed now, except the poisoned one.
-    assert_eq!(app.put(&app.admin_token, "a", &json!([{"id": "a"}]), None).await.status, StatusCode::CREATED);
+    assert_eq!(
+        app.put(&app.admin_token, "a", &json!([{"id": "a"}]), None).await.status,
+        StatusCode::CREATED
+    );
 }

@@ -19,7 +19,9 @@ async fn a_key_actor_that_panics_mid_write_keeps_the_payload_and_recovers() {
     let payload = json!([{"id": 1}, {"id": 2, "notes": "typed before the crash"}]);
     let failed = app.put(&app.admin_token, "explodes", &payload, Some("\"1\"")).await;
     // Other keys are not affected while it fails.
-    let calm = app.put(&app.admin_token, "calm", &json!([{"id": "c"}]), Some("\"1\"")).await;
+    let calm = app
+        .put(&app.admin_token, "calm", &json!([{"id": "c"}]), Some("\"1\""))
+        .await;
     std::env::remove_var(PANIC_KEY);
 
     assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -50,27 +52,47 @@ async fn when_the_database_refuses_writes_drafts_are_spooled_and_moved_in_later(
     };
     app.seed("activities", &json!([])).await;
     let spool = app.db.spool.path().join("drafts.jsonl");
-    let mut control = sqlx::SqliteConnection::connect(&app.db.url).await.expect("a second connection");
+    let mut control = sqlx::SqliteConnection::connect(&app.db.url)
+        .await
+        .expect("a second connection");
     for table in ["pending_storage_saves", "storage_history"] {
         let refuse = format!(
             "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
         );
-        sqlx::query(&refuse).execute(&mut control).await.expect("creating a trigger");
+        sqlx::query(&refuse)
+            .execute(&mut control)
+            .await
+            .expect("creating a trigger");
     }
 
-    let stale = app.put(&app.admin_token, "activities", &json!([{"id": "stale"}]), Some("\"7\"")).await;
+    let stale = app
+        .put(&app.admin_token, "activities", &json!([{"id": "stale"}]), Some("\"7\""))
+        .await;
     assert_eq!(stale.status, StatusCode::CONFLICT);
     assert_eq!(stale.body["draftSaved"], true);
-    let failed = app.put(&app.admin_token, "activities", &json!([{"id": "failed"}]), Some("\"1\"")).await;
+    let failed = app
+        .put(
+            &app.admin_token,
+            "activities",
+            &json!([{"id": "failed"}]),
+            Some("\"1\""),
+        )
+        .await;
     assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(failed.body["error"], "storage_unavailable");
     assert_eq!(failed.body["draftSaved"], true);
     let spooled = std::fs::read_to_string(&spool).expect("the spool file");
     assert_eq!(spooled.lines().count(), 2, "both drafts are on disk before the answers");
-    assert!(app.my_drafts(&app.admin_token).await.is_empty(), "not in the database yet");
+    assert!(
+        app.my_drafts(&app.admin_token).await.is_empty(),
+        "not in the database yet"
+    );
 
     for table in ["pending_storage_saves", "storage_history"] {
-        sqlx::query(&format!("DROP TRIGGER refuse_{table}")).execute(&mut control).await.expect("dropping");
+        sqlx::query(&format!("DROP TRIGGER refuse_{table}"))
+            .execute(&mut control)
+            .await
+            .expect("dropping");
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let drafts = loop {
@@ -78,16 +100,30 @@ async fn when_the_database_refuses_writes_drafts_are_spooled_and_moved_in_later(
         if drafts.len() == 2 {
             break drafts;
         }
-        assert!(std::time::Instant::now() < deadline, "spooled drafts never reached the database");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spooled drafts never reached the database"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    let by_id = |id: &serde_json::Value| drafts.iter().find(|d| d["id"] == *id).cloned().expect("the answered draft id");
+    let by_id = |id: &serde_json::Value| {
+        drafts
+            .iter()
+            .find(|d| d["id"] == *id)
+            .cloned()
+            .expect("the answered draft id")
+    };
     assert_eq!(by_id(&stale.body["draftId"])["reason"], "conflict");
     assert_eq!(by_id(&failed.body["draftId"])["reason"], "write_failed");
     assert_eq!(by_id(&failed.body["draftId"])["payload"], json!([{"id": "failed"}]));
     assert!(!spool.exists(), "the spool is emptied once moved");
     // And writes work again.
-    assert_eq!(app.put(&app.admin_token, "activities", &json!([{"id": "ok"}]), Some("\"1\"")).await.status, StatusCode::OK);
+    assert_eq!(
+        app.put(&app.admin_token, "activities", &json!([{"id": "ok"}]), Some("\"1\""))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 /// PostgreSQL out of reach for a while (the test database refuses every
@@ -105,7 +141,10 @@ async fn a_postgresql_outage_answers_503_keeps_every_payload_and_recovers() {
         let admin = admin.clone();
         let name = name.to_owned();
         async move {
-            sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")).execute(&admin).await.expect("alter");
+            sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))
+                .execute(&admin)
+                .await
+                .expect("alter");
             if !allow {
                 sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
                     .bind(&name)
@@ -117,7 +156,14 @@ async fn a_postgresql_outage_answers_503_keeps_every_payload_and_recovers() {
     };
 
     outage(false).await;
-    let during = app.put(&app.admin_token, "activities", &json!([{"id": "during"}]), Some("\"1\"")).await;
+    let during = app
+        .put(
+            &app.admin_token,
+            "activities",
+            &json!([{"id": "during"}]),
+            Some("\"1\""),
+        )
+        .await;
     outage(true).await;
 
     assert_eq!(during.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", during.body);
@@ -128,13 +174,18 @@ async fn a_postgresql_outage_answers_503_keeps_every_payload_and_recovers() {
         if !drafts.is_empty() {
             break drafts;
         }
-        assert!(std::time::Instant::now() < deadline, "the spooled draft never reached the database");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spooled draft never reached the database"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert_eq!(drafts[0]["id"], during.body["draftId"]);
     assert_eq!(drafts[0]["payload"], json!([{"id": "during"}]));
     // The key actor reloads after the outage: nothing was applied, version 1 is current.
-    let after = app.put(&app.admin_token, "activities", &json!([{"id": "after"}]), Some("\"1\"")).await;
+    let after = app
+        .put(&app.admin_token, "activities", &json!([{"id": "after"}]), Some("\"1\""))
+        .await;
     assert_eq!(after.status, StatusCode::OK, "{:?}", after.body);
     assert_eq!(after.body["version"], 2);
     admin.close().await;

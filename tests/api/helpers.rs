@@ -79,7 +79,9 @@ impl TestDatabase {
     /// The database's name on the PostgreSQL server, for tests that act on it
     /// from outside (an outage).
     pub fn postgres_name(&self) -> Option<(&str, &str)> {
-        self.postgres.as_ref().map(|(admin_url, name)| (admin_url.as_str(), name.as_str()))
+        self.postgres
+            .as_ref()
+            .map(|(admin_url, name)| (admin_url.as_str(), name.as_str()))
     }
 
     pub async fn postgres() -> Option<Self> {

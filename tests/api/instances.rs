@@ -31,7 +31,12 @@ async fn sixteen_writers_across_two_instances_make_one_winner_and_fifteen_drafts
     let writes = users.iter().enumerate().map(|(n, user)| {
         // A user logged in on one instance writes through either.
         let app = if n % 2 == 0 { &a } else { &b };
-        app.put(&user.token, "activities", &json!([{"id": user.username.clone()}]), Some("\"1\""))
+        app.put(
+            &user.token,
+            "activities",
+            &json!([{"id": user.username.clone()}]),
+            Some("\"1\""),
+        )
     });
     let replies = futures_util::future::join_all(writes).await;
     let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
@@ -47,16 +52,31 @@ async fn sixteen_writers_across_two_instances_make_one_winner_and_fifteen_drafts
     assert_eq!(stats.body["byReason"]["conflict"], 16, "fifteen losers and the warm-up");
 
     // Each instance accepts the newest version even if its own actor last saw an older one.
-    let on_b = b.put(&b.admin_token, "activities", &json!([{"id": "b"}]), Some("\"2\"")).await;
+    let on_b = b
+        .put(&b.admin_token, "activities", &json!([{"id": "b"}]), Some("\"2\""))
+        .await;
     assert_eq!(on_b.status, StatusCode::OK, "{:?}", on_b.body);
-    let on_a = a.put(&a.admin_token, "activities", &json!([{"id": "a"}]), Some("\"3\"")).await;
+    let on_a = a
+        .put(&a.admin_token, "activities", &json!([{"id": "a"}]), Some("\"3\""))
+        .await;
     assert_eq!(on_a.status, StatusCode::OK, "{:?}", on_a.body);
     assert_eq!(on_a.body["version"], 4);
 
     // Drafts made on one instance are recovered on the other.
-    let loser = users.iter().zip(&replies).find(|(_, r)| r.status == StatusCode::CONFLICT).expect("a loser").0;
+    let loser = users
+        .iter()
+        .zip(&replies)
+        .find(|(_, r)| r.status == StatusCode::CONFLICT)
+        .expect("a loser")
+        .0;
     let drafts = a.my_drafts(&loser.token).await;
-    let submit = b.post(&loser.token, &format!("/api/drafts/{}/submit", drafts[0]["id"].as_str().unwrap()), &json!({})).await;
+    let submit = b
+        .post(
+            &loser.token,
+            &format!("/api/drafts/{}/submit", drafts[0]["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
     assert_eq!(submit.status, StatusCode::OK, "{:?}", submit.body);
     assert_eq!(submit.body["version"], 5);
 }

@@ -70,7 +70,10 @@ impl ServerProcess {
     /// Sends SIGTERM and waits for the process to exit on its own.
     fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("running kill");
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("running kill");
         assert!(sent.success());
         let deadline = Instant::now() + within;
         loop {
@@ -326,7 +329,10 @@ async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
     let server = ServerProcess::start(&db.url, Some(ADMIN_PASSWORD));
     let client = Arc::new(Client::login(&server.address, "admin", ADMIN_PASSWORD).await);
-    assert_eq!(client.put("activities", &json!([]), None).await.map(|r| r.0), Some(StatusCode::CREATED));
+    assert_eq!(
+        client.put("activities", &json!([]), None).await.map(|r| r.0),
+        Some(StatusCode::CREATED)
+    );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..6)
         .map(|writer| actix_web::rt::spawn(burst(client.clone(), writer, acknowledged.clone(), stop.clone())))
@@ -352,7 +358,12 @@ async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write
         assert_eq!(&stored, value, "acknowledged version {version}");
     }
     let (_, drafts, _) = client.get("/api/drafts").await;
-    let draft_ids: Vec<&str> = drafts["drafts"].as_array().expect("drafts").iter().filter_map(|d| d["id"].as_str()).collect();
+    let draft_ids: Vec<&str> = drafts["drafts"]
+        .as_array()
+        .expect("drafts")
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
     for draft in &acknowledged.drafts {
         assert!(draft_ids.contains(&draft.as_str()), "draft {draft} lost");
     }

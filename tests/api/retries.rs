@@ -149,13 +149,27 @@ mod legacy_clients {
         };
         let app = spawn_app_with(db, settings).await;
         app.seed("activities", &json!([{"id": 1, "n": 1}])).await;
-        let added = app.put(&app.admin_token, "activities", &json!([{"id": 1, "n": 1}, {"id": 2}]), None).await;
+        let added = app
+            .put(
+                &app.admin_token,
+                "activities",
+                &json!([{"id": 1, "n": 1}, {"id": 2}]),
+                None,
+            )
+            .await;
         assert_eq!(added.status, StatusCode::OK);
         let dropping = app.put(&app.admin_token, "activities", &json!([{"id": 3}]), None).await;
         assert_eq!(dropping.status, StatusCode::CONFLICT);
         assert_eq!(dropping.body["reason"], "unsafe_overwrite");
         assert_eq!(dropping.body["draftSaved"], true);
-        let changing = app.put(&app.admin_token, "activities", &json!([{"id": 1, "n": 9}, {"id": 2}]), None).await;
+        let changing = app
+            .put(
+                &app.admin_token,
+                "activities",
+                &json!([{"id": 1, "n": 9}, {"id": 2}]),
+                None,
+            )
+            .await;
         assert_eq!(changing.status, StatusCode::CONFLICT);
         let drafts = app.my_drafts(&app.admin_token).await;
         assert_eq!(drafts.len(), 2);
@@ -172,7 +186,9 @@ mod legacy_clients {
         let settings = settings_for(&db);
         let app = spawn_app_with(db, settings).await;
         app.seed("activities", &json!([{"id": 1}])).await;
-        let reply = app.put(&app.admin_token, "activities", &json!([{"id": 1}, {"id": 2}]), None).await;
+        let reply = app
+            .put(&app.admin_token, "activities", &json!([{"id": 1}, {"id": 2}]), None)
+            .await;
         assert_eq!(reply.status, StatusCode::PRECONDITION_REQUIRED);
     }
 }
