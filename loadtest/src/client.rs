@@ -381,6 +381,26 @@ impl Session {
         }
     }
 
+    /// `POST /api/storage/{key}/items` with one record: appended to whatever
+    /// the key holds now (created as `[record]` when missing). No
+    /// precondition, so it cannot go stale; its outcome reads like a PUT's.
+    pub async fn append_item(&self, key: &str, record: String) -> Put {
+        let (builder, tx) = self.request(Method::POST, &format!("/api/storage/{key}/items"));
+        let builder = builder.header(CONTENT_TYPE, "application/json").body(record);
+        let started = Instant::now();
+        let outcome = match self.exchange(builder).await {
+            Ok((status, headers, body)) => item_outcome(status, headers.get(ETAG), &body),
+            Err(error) => PutOutcome::NoAnswer {
+                error: format!("{error:#}"),
+            },
+        };
+        Put {
+            tx,
+            outcome,
+            latency: started.elapsed(),
+        }
+    }
+
     /// `GET /api/drafts`: this user's drafts.
     pub async fn my_drafts(&self) -> anyhow::Result<Vec<DraftView>> {
         let (status, body) = self.send_empty(Method::GET, "/api/drafts").await?;
@@ -514,6 +534,22 @@ fn put_outcome(status: StatusCode, etag: Option<&HeaderValue>, body: &[u8]) -> P
     }
 }
 
+/// An item append's answer. A 409 here is a refusal (`duplicate_id`,
+/// `not_an_array`), not a stale write: unless it names a saved draft it is a
+/// rejection, so it is never mistaken for a conflict that lost its draft.
+fn item_outcome(status: StatusCode, etag: Option<&HeaderValue>, body: &[u8]) -> PutOutcome {
+    match put_outcome(status, etag, body) {
+        PutOutcome::Conflict { draft_id: None } => PutOutcome::Rejected {
+            status: 409,
+            error: serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|reply| reply["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| short(body)),
+        },
+        other => other,
+    }
+}
+
 /// `"7"` -> 7.
 pub fn etag_version(etag: Option<&HeaderValue>) -> Option<i64> {
     let text = etag?.to_str().ok()?;
@@ -560,6 +596,33 @@ mod tests {
         assert_eq!(
             put_outcome(StatusCode::CONFLICT, None, unsaved),
             PutOutcome::Conflict { draft_id: None }
+        );
+    }
+
+    #[test]
+    fn an_item_refusal_is_a_rejection_not_a_lost_conflict() {
+        let duplicate = br#"{"error":"duplicate_id","message":"x"}"#;
+        assert_eq!(
+            item_outcome(StatusCode::CONFLICT, None, duplicate),
+            PutOutcome::Rejected {
+                status: 409,
+                error: "duplicate_id".into()
+            }
+        );
+        let created = br#"{"key":"k","version":3,"updatedAt":"t","id":"r1"}"#;
+        assert_eq!(
+            item_outcome(StatusCode::CREATED, None, created),
+            PutOutcome::Saved {
+                status: 201,
+                version: 3
+            }
+        );
+        let with_draft = br#"{"error":"conflict","draftId":"d1","draftSaved":true}"#;
+        assert_eq!(
+            item_outcome(StatusCode::CONFLICT, None, with_draft),
+            PutOutcome::Conflict {
+                draft_id: Some("d1".into())
+            }
         );
     }
 

@@ -5,6 +5,7 @@
 //! main (cli) ─▶ pilot | burst
 //!                 │  harness: spawn the coordinator (or use --target), admin + user sessions
 //!                 │  virtual users: GET key ─▶ add record ─▶ PUT If-Match  (client, records)
+//!                 │              or POST the record to .../items (--client items)
 //!                 ▼
 //!               reconcile (every record vs stored values and drafts) + logcheck (server log)
 //!                 ▼

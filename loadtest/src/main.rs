@@ -43,7 +43,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{markdown}");
             write_if_asked(markdown_path.as_deref(), &markdown)?;
             write_if_asked(json_path.as_deref(), &serde_json::to_string_pretty(&report)?)?;
-            Ok(exit_code(report.decision.exit_code()))
+            Ok(exit_code(report.decision().exit_code()))
         }
         Command::Burst(options) => {
             let json_path = options.json.clone();

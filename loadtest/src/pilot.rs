@@ -1,11 +1,17 @@
 //! `loadtest pilot`: the runbook's scenarios A-D, a reconciliation after
 //! each, the log cross-checks, and the post-pilot report.
 //!
-//! Each virtual user does what the web app does: GET the key, add its new
-//! record to the array, PUT it back with `If-Match`. The time between the
-//! GET and the PUT is the user filling in the form (`--think-ms`): that is
-//! where others' writes make the version stale. A 409 means the record is
-//! now a draft; the user does not retry. D then recovers every draft.
+//! Each virtual user does what the web app does. With the default client
+//! (`--client whole`): GET the key, add its new record to the array, PUT it
+//! back with `If-Match`. The time between the GET and the PUT is the user
+//! filling in the form (`--think-ms`): that is where others' writes make the
+//! version stale. A 409 means the record is now a draft; the user does not
+//! retry. With `--client items` the submission is one `POST
+//! /api/storage/{key}/items` of the new record, which cannot go stale (the
+//! GET before it stays, as the page load, so the pacing is the same).
+//! D forces its conflicts with whole-value writes under either client, then
+//! recovers every draft. `--client both` runs the whole pilot once per
+//! client and compares the conflicts.
 
 use crate::client::{DraftView, PhaseMetrics, Precondition, PutOutcome, Session};
 use crate::harness::{Harness, TargetOptions};
@@ -17,13 +23,14 @@ use crate::records::{
     append_to_array, external_activity, find_record, internal_activity, Account, ACCOUNTS, ACTIVITIES,
     INTERNAL_ACTIVITIES,
 };
-use crate::report::{PilotReport, RecoveryReport, ScenarioReport, StatsCheck};
+use crate::report::{Comparison, PilotReport, RecoveryReport, ScenarioReport, StatsCheck};
 use crate::verdict::Verdict;
 use anyhow::{anyhow, bail};
 use chrono::{DateTime, Utc};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -61,6 +68,13 @@ pub struct PilotOptions {
     #[arg(long)]
     pub quick: bool,
 
+    /// How virtual users submit a record: `whole` (GET, append, PUT the
+    /// array with If-Match), `items` (POST the record to .../items), or
+    /// `both` (the whole pilot once per client, same seed, then the two
+    /// side by side). D forces conflicts with whole-value writes under either.
+    #[arg(long, value_enum, default_value_t = ClientChoice::Whole)]
+    pub client: ClientChoice,
+
     /// Seed of the random choices (types, times, notes); random when absent.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -72,6 +86,40 @@ pub struct PilotOptions {
     /// Write the report as Markdown here (it is printed either way).
     #[arg(long, value_name = "PATH")]
     pub report: Option<std::path::PathBuf>,
+}
+
+/// `--client`: one client, or both for a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientChoice {
+    Whole,
+    Items,
+    Both,
+}
+
+/// How one pass's virtual users write their records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Client {
+    /// GET the array, append, PUT it back with `If-Match`: can go stale.
+    Whole,
+    /// `POST /api/storage/{key}/items` with the record: cannot go stale.
+    Items,
+}
+
+impl Client {
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::Whole => "whole",
+            Client::Items => "items",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Client::Whole => "whole: GET, append, PUT the array with If-Match",
+            Client::Items => "items: POST each record to /api/storage/{key}/items",
+        }
+    }
 }
 
 impl PilotOptions {
@@ -92,24 +140,90 @@ pub fn new_run_id() -> String {
     format!("lt{}", &hex[..8])
 }
 
-pub async fn run(options: PilotOptions) -> anyhow::Result<PilotReport> {
+/// What `loadtest pilot` produced: one report, or one per client and their
+/// comparison (`--client both`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum PilotRun {
+    One(Box<PilotReport>),
+    Both(Comparison),
+}
+
+impl PilotRun {
+    pub fn decision(&self) -> crate::verdict::Decision {
+        match self {
+            PilotRun::One(report) => report.decision,
+            PilotRun::Both(comparison) => comparison.decision,
+        }
+    }
+
+    pub fn to_markdown(&self) -> String {
+        match self {
+            PilotRun::One(report) => report.to_markdown(),
+            PilotRun::Both(comparison) => comparison.to_markdown(),
+        }
+    }
+}
+
+pub async fn run(options: PilotOptions) -> anyhow::Result<PilotRun> {
     if options.users == 0 || options.users > 500 {
         bail!("--users must be 1-500");
     }
     if options.rounds == 0 || options.rounds > 20 || options.per_user == 0 || options.per_user > 100 {
         bail!("--rounds must be 1-20 and --per-user 1-100");
     }
-    let run_id = new_run_id();
     let seed = options.seed.unwrap_or_else(rand::random);
+    match options.client {
+        ClientChoice::Whole => Ok(PilotRun::One(Box::new(run_pass(&options, Client::Whole, seed).await?))),
+        ClientChoice::Items => Ok(PilotRun::One(Box::new(run_pass(&options, Client::Items, seed).await?))),
+        ClientChoice::Both => {
+            let whole = run_pass(&pass_options(&options, Client::Whole), Client::Whole, seed).await?;
+            let items = run_pass(&pass_options(&options, Client::Items), Client::Items, seed).await?;
+            Ok(PilotRun::Both(Comparison::of(whole, items)))
+        }
+    }
+}
+
+/// One pass of `--client both`. A spawned server is fresh per pass anyway
+/// (new database, so fresh keys and users); against `--target` each pass
+/// gets its own users (`<prefix>-whole-001`, ...) while the keys stay the
+/// runbook's, told apart by run id. A saved server log gets the client's name.
+fn pass_options(options: &PilotOptions, client: Client) -> PilotOptions {
+    let mut pass = options.clone();
+    if !pass.target.targets.is_empty() {
+        pass.target.user_prefix = format!("{}-{}", options.target.user_prefix, client.name());
+    }
+    if let Some(path) = &options.target.save_server_log {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = match path.extension() {
+            Some(ext) => format!("{stem}.{}.{}", client.name(), ext.to_string_lossy()),
+            None => format!("{stem}.{}", client.name()),
+        };
+        pass.target.save_server_log = Some(path.with_file_name(name));
+    }
+    pass
+}
+
+/// The whole pilot, A-D and the recovery, with one client.
+pub async fn run_pass(options: &PilotOptions, client: Client, seed: u64) -> anyhow::Result<PilotReport> {
+    let run_id = new_run_id();
     let checks = Arc::new(PhaseMetrics::default());
     let progress = Progress::new();
     let mut harness = Harness::start(&options.target, &run_id, options.users + 2, checks.clone()).await?;
     // The pilot's time window starts once the server answers (not while it builds).
     let started_at = Utc::now();
     let clock = Instant::now();
-    progress.line(&format!("pilot {run_id}: {} (seed {seed})", harness.describe()));
+    progress.line(&format!(
+        "pilot {run_id}: {} (seed {seed}, client {})",
+        harness.describe(),
+        client.name()
+    ));
     let mut pilot = Pilot {
-        options: &options,
+        options,
+        client,
         run_id: run_id.clone(),
         seed,
         account: Arc::new(Account::for_run(&run_id)),
@@ -150,6 +264,7 @@ pub async fn run(options: PilotOptions) -> anyhow::Result<PilotReport> {
 /// The state of one pilot run.
 struct Pilot<'a> {
     options: &'a PilotOptions,
+    client: Client,
     run_id: String,
     seed: u64,
     account: Arc<Account>,
@@ -218,6 +333,7 @@ impl Kind {
 /// What one user's submission needs besides its session.
 #[derive(Clone)]
 struct SubmitContext {
+    client: Client,
     run_id: Arc<str>,
     account: Arc<Account>,
     errors: Arc<Mutex<Vec<String>>>,
@@ -266,6 +382,7 @@ impl Pilot<'_> {
 
     fn context(&self) -> SubmitContext {
         SubmitContext {
+            client: self.client,
             run_id: Arc::from(self.run_id.as_str()),
             account: self.account.clone(),
             errors: self.errors.clone(),
@@ -622,7 +739,8 @@ impl Pilot<'_> {
         report.latency = metrics.latency.summary();
         report.stats_after_recovery = Some(stats);
         report.notes.push(format!(
-            "forced: all users read `activities`, then wrote at once; plus an edit race on the shared account; \
+            "forced: all users read `activities`, then wrote the whole array at once (with either client: \
+             item writes cannot conflict); plus an edit race on the shared account; \
              recovery: {} one by one, {} via submit-all",
             recovery.one_by_one, recovery.via_submit_all
         ));
@@ -1013,6 +1131,7 @@ impl Pilot<'_> {
         let drafts_answered = self.seen.values().map(|s| s.draft_ids.len()).sum();
         PilotReport::build(crate::report::PilotFacts {
             run_id: self.run_id,
+            client: self.client,
             seed: self.seed,
             started_at: parts.started_at,
             elapsed: parts.elapsed,
@@ -1095,6 +1214,15 @@ async fn submit_record(
         Kind::External => external_activity(rng, id.clone(), &context.account, &session.username),
         Kind::Internal => internal_activity(rng, id.clone(), &session.username),
     };
+    if context.client == Client::Items {
+        // The page load: the POST needs nothing from it, so a failed read
+        // is noted and the record is sent all the same.
+        if let Err(error) = session.get(key).await {
+            context.note_error(format!("{phase}: {} could not read {key}: {error:#}", session.username));
+        }
+        tokio::time::sleep(think).await;
+        return append_record(session, context, phase, key, id, record).await;
+    }
     let read = read_for_append(session, key).await;
     tokio::time::sleep(think).await;
     match read {
@@ -1142,6 +1270,27 @@ async fn put_record(
     }
     submission.record = Some(record);
     submission
+}
+
+/// `--client items`: one `POST .../items` of the record.
+async fn append_record(
+    session: &Session,
+    context: &SubmitContext,
+    phase: &'static str,
+    key: &'static str,
+    record_id: String,
+    record: Value,
+) -> Submission {
+    let put = session.append_item(key, record.to_string()).await;
+    context.progress.count(&put.outcome);
+    Submission {
+        phase,
+        username: session.username.clone(),
+        key: key.to_owned(),
+        record_id,
+        record: Some(record),
+        put: Some((put.tx, put.outcome)),
+    }
 }
 
 /// The `accounts` value with our account's notes replaced.
@@ -1261,6 +1410,35 @@ mod tests {
     }
 
     #[test]
+    fn each_pass_of_both_gets_its_own_users_on_targets_and_its_own_saved_log() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            options: PilotOptions,
+        }
+        let spawned = Wrapper::parse_from(["x", "--client", "both", "--save-server-log", "out/server.log"]).options;
+        let pass = pass_options(&spawned, Client::Items);
+        assert_eq!(
+            pass.target.user_prefix, "loadtest",
+            "a spawned server is fresh per pass"
+        );
+        assert_eq!(
+            pass.target.save_server_log.as_deref(),
+            Some(std::path::Path::new("out/server.items.log"))
+        );
+        let targeted = Wrapper::parse_from(["x", "--client", "both", "--target", "http://127.0.0.1:1"]).options;
+        assert_eq!(
+            pass_options(&targeted, Client::Whole).target.user_prefix,
+            "loadtest-whole"
+        );
+        assert_eq!(
+            pass_options(&targeted, Client::Items).target.user_prefix,
+            "loadtest-items"
+        );
+    }
+
+    #[test]
     fn record_ids_name_the_run_the_phase_the_user_and_the_sequence() {
         assert_eq!(record_id("lt1", "A", 0, 3), "lt1-A-u01-03");
     }
@@ -1279,6 +1457,7 @@ mod tests {
         let explicit = Wrapper::parse_from(["x", "--quick", "--window", "10"]).options;
         assert_eq!(explicit.window(), Duration::from_secs(10));
         let default = Wrapper::parse_from(["x"]).options;
+        assert_eq!(default.client, ClientChoice::Whole);
         assert_eq!(default.window(), Duration::from_secs(30));
         assert_eq!(default.users, 5);
         assert_eq!(default.rounds, 2);

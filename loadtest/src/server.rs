@@ -1,8 +1,9 @@
 //! Starting the coordinator for a run that names no `--target`: the binary
 //! from the same build (or built on the spot), a fresh SQLite database in a
-//! temporary directory, a free port on 127.0.0.1, stdout captured as the
-//! server log. Stopped (SIGTERM, then kill) when the run ends or the value
-//! is dropped.
+//! temporary directory (or a database named by URL, for tests that start
+//! several instances on one PostgreSQL database), a free port on 127.0.0.1,
+//! stdout captured as the server log. Stopped (SIGTERM, then kill) when the
+//! run ends or the value is dropped.
 
 use anyhow::{bail, Context};
 use serde_json::Value;
@@ -25,7 +26,15 @@ pub struct SpawnedServer {
 }
 
 impl SpawnedServer {
+    /// On a fresh SQLite database, with a random admin password.
     pub fn start(binary: &Path) -> anyhow::Result<Self> {
+        Self::start_with(binary, None, None)
+    }
+
+    /// On `database_url` (a fresh SQLite database in the temporary directory
+    /// when `None`), with `admin_password` (random when `None`). The draft
+    /// spool lives in the temporary directory either way.
+    pub fn start_with(binary: &Path, database_url: Option<&str>, admin_password: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("loadtest-coordinator-")
             .tempdir()
@@ -33,8 +42,13 @@ impl SpawnedServer {
         let log_path = dir.path().join("coordinator.log");
         let log = File::create(&log_path).context("creating the server log")?;
         let errors = File::create(dir.path().join("coordinator.stderr")).context("creating the stderr file")?;
-        let admin_password = format!("lt-{}", uuid::Uuid::new_v4().simple());
-        let database_url = format!("sqlite://{}", dir.path().join("pilot.db").display());
+        let admin_password =
+            admin_password.map_or_else(|| format!("lt-{}", uuid::Uuid::new_v4().simple()), str::to_owned);
+        let database_url = database_url.map_or_else(
+            || format!("sqlite://{}", dir.path().join("pilot.db").display()),
+            str::to_owned,
+        );
+        let spool = dir.path().join("spool");
         let child = Command::new(binary)
             .args([
                 "serve",
@@ -46,6 +60,8 @@ impl SpawnedServer {
                 "info",
             ])
             .args(["--database-url", &database_url])
+            .arg("--spool-dir")
+            .arg(&spool)
             .env("COORDINATOR_ADMIN_PASSWORD", &admin_password)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

@@ -16,6 +16,20 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The worse of two decisions: FAIL over PASS WITH ACTIONS over PASS.
+    pub fn worst(self, other: Decision) -> Decision {
+        let rank = |d: Decision| match d {
+            Decision::Pass => 0,
+            Decision::PassWithActions => 1,
+            Decision::Fail => 2,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+
     /// The process exit status: 0 unless FAIL.
     pub fn exit_code(self) -> i32 {
         match self {
@@ -77,5 +91,11 @@ mod tests {
         assert_eq!(verdict.decision(), Decision::Fail);
         assert_eq!(verdict.decision().exit_code(), 1);
         assert_eq!(Decision::PassWithActions.exit_code(), 0);
+        assert_eq!(
+            Decision::Pass.worst(Decision::PassWithActions),
+            Decision::PassWithActions
+        );
+        assert_eq!(Decision::Fail.worst(Decision::Pass), Decision::Fail);
+        assert_eq!(Decision::Pass.worst(Decision::Pass), Decision::Pass);
     }
 }

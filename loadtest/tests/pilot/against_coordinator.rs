@@ -102,3 +102,79 @@ fn an_open_loop_burst_starts_submissions_at_the_asked_rate() {
     assert_eq!(submissions + dropped, 80, "{}", run.explain());
     assert!(run.json["mode"].as_str().is_some_and(|m| m.contains("open loop")));
 }
+
+/// The findings of scenarios A-C and D of a report.
+fn scenarios(report: &Value) -> Vec<&Value> {
+    report["scenarios"].as_array().expect("scenarios").iter().collect()
+}
+
+#[test]
+fn a_quick_pilot_with_item_writes_passes_without_a_single_conflict_in_a_to_c() {
+    let run = run_loadtest(&["pilot", "--quick", "--client", "items", "--seed", "12"]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(run.json["decision"], "PASS", "{}", run.explain());
+    assert_eq!(run.json["client"], "items");
+    assert!(run.stdout.contains("client items"), "{}", run.stdout);
+
+    let all = scenarios(&run.json);
+    for scenario in &all[..3] {
+        let f = &scenario["findings"];
+        assert!(f["writes"].as_u64() > Some(0), "{scenario}");
+        assert_eq!(f["conflicts"], 0, "item writes cannot go stale: {scenario}");
+        assert_eq!(f["acknowledged"], f["writes"], "{scenario}");
+        assert_eq!(f["storedOnce"], f["writes"], "{scenario}");
+    }
+    // D still forces conflicts with whole-value writes, and recovers them.
+    let d = &all[3]["findings"];
+    assert!(d["conflicts"].as_u64() >= Some(4), "{d}");
+    assert_eq!(d["conflicts"], d["heldByDraft"], "{d}");
+    assert_eq!(run.json["recovery"]["keptWithError"], 1);
+    let final_findings = &run.json["finalReconciliation"];
+    assert_eq!(
+        final_findings["writes"], final_findings["storedOnce"],
+        "{final_findings}"
+    );
+
+    // Every item write is in the log as a storage_write of its own.
+    let checks = run.json["logChecks"].as_object().expect("log checks ran");
+    for phase in ["A", "B", "C"] {
+        let check = &checks[phase];
+        assert_eq!(check["conflictEvents"], 0, "{phase}: {check}");
+        assert!(check["acknowledged"].as_u64() > Some(0), "{phase}: {check}");
+        assert_eq!(check["acknowledged"], check["writeEvents"], "{phase}: {check}");
+    }
+}
+
+#[test]
+fn both_clients_are_compared_side_by_side_on_fresh_servers() {
+    let run = run_loadtest(&["pilot", "--quick", "--client", "both", "--seed", "13"]);
+    assert_eq!(run.code, 0, "{}", run.explain());
+    assert_eq!(run.json["decision"], "PASS", "{}", run.explain());
+    let (whole, items) = (&run.json["whole"], &run.json["items"]);
+    assert_eq!(whole["client"], "whole");
+    assert_eq!(items["client"], "items");
+    assert_ne!(whole["runId"], items["runId"]);
+    assert_ne!(whole["server"], items["server"], "each pass has its own server");
+    assert_eq!(whole["seed"], items["seed"]);
+
+    let rows = run.json["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    let mut avoided = 0;
+    for (row, (w, i)) in rows.iter().zip(scenarios(whole).iter().zip(scenarios(items))) {
+        assert_eq!(row["wholeConflicts"], w["findings"]["conflicts"], "{row}");
+        assert_eq!(row["itemsConflicts"], i["findings"]["conflicts"], "{row}");
+        let expected = w["findings"]["conflicts"].as_i64().unwrap() - i["findings"]["conflicts"].as_i64().unwrap();
+        assert_eq!(row["avoided"], expected, "{row}");
+        avoided += expected;
+    }
+    for row in &rows[..3] {
+        assert_eq!(row["itemsConflicts"], 0, "{row}");
+    }
+    assert_eq!(run.json["total"]["avoided"], avoided);
+    assert!(
+        run.stdout.contains("# Whole-value writes vs item writes"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("| total |"), "{}", run.stdout);
+}
