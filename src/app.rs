@@ -43,6 +43,7 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             token_ttl: settings.token_ttl(),
             sessions: Default::default(),
+            idempotency_locks: Default::default(),
             allow_unconditional: settings.allow_unconditional,
             max_json_depth: settings.max_json_depth as usize,
             metrics_token: settings.metrics_token.clone(),

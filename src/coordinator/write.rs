@@ -203,7 +203,10 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
     }
     // The database kept moving under us: keep the payload rather than spin.
     let payload = write.change.as_draft_payload();
-    let base_version = named_version(&write.precondition);
+    let base_version = match write.change.as_ref() {
+        Change::Replace(_) => existing_version(named_version(&write.precondition), tag_of(&current)),
+        _ => None,
+    };
     keep_draft(&env, write, &current, DraftReason::Conflict, payload, base_version);
     Cached::Known(current)
 }
@@ -223,28 +226,44 @@ async fn resolve_stale(
     write: &Write,
     current: &Option<Arc<StoredValue>>,
 ) -> StoreResult<StaleResolution> {
-    let base_version = base_version_of(env, &write.precondition).await?;
+    let named = base_version_of(env, &write.precondition).await?;
+    let base_version = existing_version(named, tag_of(current));
     let needs_base = write.prefer_merge || write.change.is_item_change();
     let base = match base_version {
         Some(version) if needs_base => env.store.history_value(env.key.as_str(), version).await?,
         _ => None,
     };
     let theirs = current.as_ref().map(|c| &c.value);
-    let payload = match write.change.as_ref() {
+    let (payload, base_version) = match write.change.as_ref() {
         Change::Replace(ours) => {
             if write.prefer_merge {
                 if let Ok(merged) = three_way_merge(base.as_ref(), theirs, ours) {
                     return Ok(StaleResolution::Merged(merged));
                 }
             }
-            ours.clone()
+            (ours.clone(), base_version)
         }
-        change => change
-            .apply(base.as_ref())
-            .or_else(|_| change.apply(theirs))
-            .unwrap_or_else(|_| change.as_draft_payload()),
+        // An item change becomes the whole value it would have made of the
+        // version its author saw; failing that, of the current one. The base
+        // is always the version the payload was made from, so a later submit
+        // never mistakes others' later changes for removals by this user.
+        change => match base.as_ref().map(|base| change.apply(Some(base))) {
+            Some(Ok(payload)) => (payload, base_version),
+            _ => match change.apply(theirs) {
+                Ok(payload) => (payload, current.as_ref().map(|c| c.version)),
+                Err(_) => (change.as_draft_payload(), None),
+            },
+        },
     };
     Ok(StaleResolution::Draft { payload, base_version })
+}
+
+/// A version a client named, if it is one the key really had: never a
+/// version from the future (that would make a later submit read somebody
+/// else's commit as this payload's base) and never one of an unknown state.
+fn existing_version(named: Option<i64>, current: Option<CurrentTag>) -> Option<i64> {
+    let current = current?;
+    named.filter(|version| (1..=current.version).contains(version))
 }
 
 fn idempotency_record(write: &Write, outcome: &WriteOutcome) -> Option<IdempotencyRecord> {
@@ -335,8 +354,16 @@ fn fail_write(
         statusCode = 503,
         error = %error,
     );
-    let payload = attempted.unwrap_or_else(|| write.change.as_draft_payload());
-    let base_version = named_version(&write.precondition).or(current.map(|c| c.version));
+    // What failed to commit was made from the current version; without it,
+    // a whole value is based on what its client named, a record on nothing.
+    let (payload, base_version) = match (attempted, write.change.as_ref()) {
+        (Some(attempted), _) => (attempted, current.map(|c| c.version)),
+        (None, Change::Replace(value)) => (
+            value.clone(),
+            existing_version(named_version(&write.precondition), current),
+        ),
+        (None, change) => (change.as_draft_payload(), None),
+    };
     let draft = new_draft(
         &write,
         DraftReason::WriteFailed,

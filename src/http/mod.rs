@@ -8,6 +8,7 @@ mod drafts;
 pub mod error;
 mod extract;
 mod health;
+mod idempotency_locks;
 mod middleware;
 mod pages;
 mod rate_limit;

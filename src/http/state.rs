@@ -10,6 +10,8 @@ pub struct AppState {
     pub token_ttl: Duration,
     /// Sessions seen recently, for when the database is out of reach.
     pub sessions: super::sessions::SessionCache,
+    /// One request at a time per user and `Idempotency-Key`.
+    pub idempotency_locks: super::idempotency_locks::IdempotencyLocks,
     /// `--allow-unconditional`: PUT without If-Match may add records, never drop or change them.
     pub allow_unconditional: bool,
     /// Sizes of the batches the writer committed (group commit).

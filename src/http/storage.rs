@@ -183,13 +183,15 @@ struct WriteRequest {
 impl WriteRequest {
     async fn read(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<Self, ApiError> {
         let headers = req.headers();
-        let raw_if_match = headers.get(header::IF_MATCH);
-        let raw_if_none_match = headers.get(header::IF_NONE_MATCH);
-        let precondition = Precondition::from_headers(
-            raw_if_match.map(HeaderValue::as_bytes),
-            raw_if_none_match.map(HeaderValue::as_bytes),
-        )?;
-        let if_match = raw_if_match.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        // Several lines of one list header are one comma-separated list (RFC 9110 5.3).
+        let joined = |name| {
+            let lines: Vec<&[u8]> = headers.get_all(name).map(HeaderValue::as_bytes).collect();
+            (!lines.is_empty()).then(|| lines.join(&b", "[..]))
+        };
+        let raw_if_match = joined(header::IF_MATCH);
+        let raw_if_none_match = joined(header::IF_NONE_MATCH);
+        let precondition = Precondition::from_headers(raw_if_match.as_deref(), raw_if_none_match.as_deref())?;
+        let if_match = raw_if_match.as_deref().map(|v| String::from_utf8_lossy(v).into_owned());
         let prefer_merge = headers.get_all(PREFER).any(|value| {
             value.to_str().is_ok_and(|text| {
                 text.split(',').any(|preference| {
@@ -215,8 +217,8 @@ impl WriteRequest {
         let fingerprint = [
             req.method().as_str().as_bytes(),
             req.path().as_bytes(),
-            raw_if_match.map_or(&b""[..], HeaderValue::as_bytes),
-            raw_if_none_match.map_or(&b""[..], HeaderValue::as_bytes),
+            raw_if_match.as_deref().unwrap_or_default(),
+            raw_if_none_match.as_deref().unwrap_or_default(),
             if prefer_merge { b"merge" } else { b"" },
             &body,
         ]
@@ -256,6 +258,10 @@ async fn dispatch(
         change = change.kind(),
         incomingCount = incoming_count,
     );
+    let _one_at_a_time = match &request.idempotency_key {
+        Some(idempotency_key) => Some(state.idempotency_locks.acquire(&user.username, idempotency_key).await),
+        None => None,
+    };
     let change = Arc::new(change);
     let kept_for_failure = change.clone();
     let username = user.username.clone();

@@ -115,6 +115,25 @@ on_both_backends! {
         assert_eq!(internal.body["value"], json!([{"id": "i-admin"}, {"id": "i-user"}]));
     }
 
+    async fn a_draft_naming_a_version_from_the_future_never_removes_a_later_record(app) {
+        let alice = app.new_user().await;
+        app.seed("activities", &json!([{"id": "a"}])).await;
+        // Alice names version 2 before it exists: stale, kept with no base.
+        let early = app.put(&alice.token, "activities", &json!([{"id": "a"}, {"id": "x"}]), Some("\"2\"")).await;
+        assert_eq!(early.status, StatusCode::CONFLICT);
+        let draft_id = early.body["draftId"].as_str().expect("draft").to_owned();
+        assert!(app.my_drafts(&alice.token).await[0]["baseVersion"].is_null());
+        // Then the real version 2 is written by someone else.
+        let real = app.put(&app.admin_token, "activities", &json!([{"id": "a"}, {"id": "b"}]), Some("\"1\"")).await;
+        assert_eq!(real.body["version"], 2);
+        let detail = app.get(&alice.token, &format!("/api/drafts/{draft_id}")).await;
+        assert_eq!(detail.body["diff"]["removed"], json!([]));
+        let submit = app.post(&alice.token, &format!("/api/drafts/{draft_id}/submit"), &json!({})).await;
+        assert_eq!(submit.status, StatusCode::OK, "{:?}", submit.body);
+        let value = app.read(&alice.token, "activities").await.body["value"].clone();
+        assert_eq!(value, json!([{"id": "a"}, {"id": "b"}, {"id": "x"}]), "b survives, x is added");
+    }
+
     async fn a_discarded_draft_is_gone_and_cannot_be_submitted(app) {
         let user = app.new_user().await;
         let draft_id = collide(&app, json!([]), json!([{"id": 1}]), &user, json!([{"id": 2}])).await;

@@ -92,6 +92,29 @@ on_both_backends! {
         assert_eq!(value.as_array().map(Vec::len), Some(3));
     }
 
+    async fn a_stale_patch_draft_never_brings_back_records_deleted_since(app) {
+        app.seed("activities", &json!([{"id": "a"}])).await;
+        let v2 = json!([{"id": "a"}, {"id": "x"}, {"id": "z"}]);
+        assert_eq!(app.put(&app.admin_token, "activities", &v2, Some("\"1\"")).await.status, StatusCode::OK);
+        // x did not exist in version 1: the draft is made from version 2.
+        let headers = [("if-match", "\"1\"")];
+        let body = json!({"n": 1}).to_string().into_bytes();
+        let stale = app.call(Method::PATCH, "/api/storage/activities/items/x", Some(&app.admin_token), &headers, Some(body)).await;
+        assert_eq!(stale.status, StatusCode::CONFLICT);
+        let draft = app.my_drafts(&app.admin_token).await[0].clone();
+        assert_eq!(draft["baseVersion"], 2, "the version the payload was made from");
+        // Others delete z and x afterwards.
+        for id in ["z", "x"] {
+            let path = format!("/api/storage/activities/items/{id}");
+            assert_eq!(app.call(Method::DELETE, &path, Some(&app.admin_token), &[], None).await.status, StatusCode::OK);
+        }
+        let submit = app.post(&app.admin_token, &format!("/api/drafts/{}/submit", draft["id"].as_str().unwrap()), &json!({})).await;
+        // The patched x was deleted by someone else: a conflict, and z stays deleted.
+        assert_eq!(submit.status, StatusCode::CONFLICT, "{:?}", submit.body);
+        assert_eq!(submit.body["conflictingIds"], json!(["x"]));
+        assert_eq!(app.read(&app.admin_token, "activities").await.body["value"], json!([{"id": "a"}]));
+    }
+
     async fn an_item_write_on_a_value_that_is_not_an_array_is_refused(app) {
         app.seed("settings", &json!({"theme": "dark"})).await;
         let reply = app.post(&app.admin_token, "/api/storage/settings/items", &json!({"id": 1})).await;

@@ -73,6 +73,27 @@ on_both_backends! {
         assert_eq!(bad_key.body["error"], "invalid_idempotency_key");
     }
 
+    async fn one_idempotency_key_sent_to_several_keys_at_once_is_applied_once(app) {
+        let app = &app;
+        let sends = ["k1", "k2", "k3", "k4", "k5"].map(|key| async move {
+            let path = format!("/api/storage/{key}");
+            let reply = app.call(Method::PUT, &path, Some(&app.admin_token), &[("idempotency-key", "shared")], Some(b"[1]".to_vec())).await;
+            (key, reply)
+        });
+        let replies = futures_util::future::join_all(sends).await;
+        let applied: Vec<_> = replies.iter().filter(|(_, r)| r.status == StatusCode::CREATED).collect();
+        assert_eq!(applied.len(), 1, "{replies:?}");
+        assert_eq!(replies.iter().filter(|(_, r)| r.status == StatusCode::UNPROCESSABLE_ENTITY).count(), 4);
+        let (winner, first) = applied[0];
+        for (key, _) in &replies {
+            let stored = app.read(&app.admin_token, key).await.status;
+            assert_eq!(stored == StatusCode::OK, key == winner, "{key}");
+        }
+        // The winner's retry is answered as the first time.
+        let retry = app.call(Method::PUT, &format!("/api/storage/{winner}"), Some(&app.admin_token), &[("idempotency-key", "shared")], Some(b"[1]".to_vec())).await;
+        assert_eq!((retry.status, &retry.body), (first.status, &first.body));
+    }
+
     async fn an_idempotent_append_is_applied_once(app) {
         let record = json!({"notes": "server assigns my id"}).to_string().into_bytes();
         let append = || app.call(Method::POST, "/api/storage/activities/items", Some(&app.admin_token), &[("idempotency-key", "append-1")], Some(record.clone()));

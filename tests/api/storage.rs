@@ -166,6 +166,15 @@ on_both_backends! {
         assert_eq!(app.read(&app.admin_token, "missing").await.status, StatusCode::NOT_FOUND);
     }
 
+    async fn several_if_match_lines_are_one_list(app) {
+        app.seed("k", &json!(0)).await;
+        assert_eq!(app.put(&app.admin_token, "k", &json!(1), Some("\"1\"")).await.status, StatusCode::OK);
+        let headers = [("if-match", "\"1\""), ("if-match", "\"2\"")];
+        let reply = app.call(Method::PUT, "/api/storage/k", Some(&app.admin_token), &headers, Some(b"2".to_vec())).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["version"], 3);
+    }
+
     async fn the_updated_at_string_is_accepted_as_an_if_match_quoted_or_bare(app) {
         let created = app.seed("activities", &json!([])).await;
         let at = created.body["updatedAt"].as_str().expect("updatedAt").to_owned();
