@@ -33,12 +33,17 @@ impl Spool {
         let file = self.file.clone();
         let _guard = self.lock.lock().await;
         blocking(move || {
-            if let Some(dir) = file.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
+            let dir = file.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let is_new = !file.exists();
             let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&file)?;
             out.write_all(&line)?;
-            out.sync_data()
+            out.sync_data()?;
+            if is_new {
+                // A new file is durable only once its directory entry is.
+                sync_dir(dir)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -54,6 +59,7 @@ impl Spool {
                     return Ok(Vec::new());
                 }
                 std::fs::rename(&file, &draining)?;
+                sync_dir(draining.parent().unwrap_or(Path::new(".")))?;
             }
             let reader = std::io::BufReader::new(std::fs::File::open(&draining)?);
             let mut drafts = Vec::new();
@@ -78,6 +84,10 @@ impl Spool {
         })
         .await
     }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
