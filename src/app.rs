@@ -1,5 +1,5 @@
 //! Building and running the service: connect and migrate the database,
-//! create the first admin, start the draft actor and the key registry, bind.
+//! create the first admin, start the batch writer and the key registry, bind.
 //! Tests build an `Application` on port 0 exactly as `main` does.
 
 use crate::config::Settings;
@@ -7,7 +7,7 @@ use crate::coordinator::{BatchStats, BatchWriter, Registry, Spool};
 use crate::domain::credentials::{generate_password, hash_password};
 use crate::domain::{Role, Username};
 use crate::http::{self, AppState};
-use crate::store::{admin_password_path, NewUserOutcome, Store};
+use crate::store::{NewUserOutcome, Store};
 use actix::Actor;
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
@@ -140,11 +140,12 @@ async fn bootstrap_admin(store: &Store, password: Option<&str>) -> anyhow::Resul
         Some(password) => (password.to_owned(), None),
         None => {
             let password = generate_password();
+            // Beside the SQLite file; `data/` when the database is elsewhere.
             let dir = store
                 .sqlite_file()
                 .and_then(|f| f.parent().map(Path::to_path_buf))
                 .unwrap_or_else(|| PathBuf::from("data"));
-            let file = admin_password_path(&dir.join("coordinator.db"));
+            let file = dir.join("admin-password");
             write_secret(&file, &password)?;
             (password, Some(file))
         }

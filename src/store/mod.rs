@@ -23,7 +23,7 @@ pub use users::{NewUserOutcome, SessionUser};
 use anyhow::Context;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -130,9 +130,4 @@ fn sqlite_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true))
-}
-
-/// Where the generated admin password goes: beside the database file.
-pub fn admin_password_path(database_file: &Path) -> PathBuf {
-    database_file.with_file_name("admin-password")
 }
