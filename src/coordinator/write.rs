@@ -426,15 +426,17 @@ fn new_draft(
 }
 
 /// Test-only: a build with the `fault-injection` feature panics in the
-/// middle of a write to the key named by `COORDINATOR_FAULT_PANIC_KEY`, to
-/// prove that a failing actor loses nothing. Release builds never have it.
+/// middle of a write whose value holds a record `{"injectFault": "panic"}`,
+/// to prove that a failing actor loses nothing. Release builds never have it.
 #[cfg(feature = "fault-injection")]
 mod fault_injection {
-    use super::Write;
+    use super::{Change, Write};
 
     pub fn maybe_panic(write: &Write) {
-        let target = std::env::var("COORDINATOR_FAULT_PANIC_KEY").ok();
-        if target.as_deref() == Some(write.key.as_str()) {
+        let Change::Replace(serde_json::Value::Array(records)) = write.change.as_ref() else {
+            return;
+        };
+        if records.iter().any(|record| record["injectFault"] == "panic") {
             panic!("injected fault: key actor of {} fails mid-write", write.key);
         }
     }

@@ -323,9 +323,10 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_write_on_postgres() {
 
 /// SIGTERM in the middle of a burst: the process answers what it accepted,
 /// exits 0 within the grace period, and every acknowledged write is there.
-#[actix_web::test]
-async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write() {
-    let db = TestDatabase::sqlite();
+async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write(backend: Backend) {
+    let Some(db) = TestDatabase::for_backend(backend).await else {
+        return;
+    };
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
     let server = ServerProcess::start(&db.url, Some(ADMIN_PASSWORD));
     let client = Arc::new(Client::login(&server.address, "admin", ADMIN_PASSWORD).await);
@@ -367,6 +368,16 @@ async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write
     for draft in &acknowledged.drafts {
         assert!(draft_ids.contains(&draft.as_str()), "draft {draft} lost");
     }
+}
+
+#[actix_web::test]
+async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write_on_sqlite() {
+    sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write_on_postgres() {
+    sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write(Backend::Postgres).await;
 }
 
 #[actix_web::test]
