@@ -128,9 +128,14 @@ fn existing_records(current: Option<&Value>) -> Result<Vec<Value>, ItemError> {
 
 /// A path segment names a record whose `id` is that string, or that number.
 fn has_id(record: &Value, id: &str) -> bool {
-    match record.get("id") {
-        Some(Value::String(s)) => s == id,
-        Some(Value::Number(n)) => n.to_string() == id,
+    record.get("id").is_some_and(|record_id| id_is(record_id, id))
+}
+
+/// Whether a JSON `id` is the one a path segment names.
+pub fn id_is(id: &Value, path_id: &str) -> bool {
+    match id {
+        Value::String(s) => s == path_id,
+        Value::Number(n) => n.to_string() == path_id,
         _ => false,
     }
 }

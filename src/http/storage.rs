@@ -7,7 +7,7 @@ use super::state::AppState;
 use crate::coordinator::{IdempotencyRequest, PersistDraft, Write, WriteOutcome};
 use crate::domain::credentials::sha256_hex;
 use crate::domain::draft::{Draft, DraftSource};
-use crate::domain::items::Change;
+use crate::domain::items::{id_is, Change};
 use crate::domain::merge::record_count;
 use crate::domain::DraftReason;
 use crate::domain::{Precondition, StorageKey};
@@ -136,7 +136,7 @@ pub async fn patch_item(
     let key = StorageKey::parse(&key)?;
     let request = WriteRequest::read(&state, &req, payload).await?;
     let fields: serde_json::Map<String, Value> = parse_json(&request.body, state.max_json_depth)?;
-    if fields.get("id").is_some_and(|new_id| !id_matches(new_id, &id)) {
+    if fields.get("id").is_some_and(|new_id| !id_is(new_id, &id)) {
         return Err(ApiError::InvalidRequest("a record's id cannot be changed".into()));
     }
     let change = Change::Patch { id, fields };
@@ -156,14 +156,6 @@ pub async fn delete_item(
     let key = StorageKey::parse(&key)?;
     let request = WriteRequest::read(&state, &req, payload).await?;
     dispatch(&state, user, transaction_id, key, Change::Remove { id }, request).await
-}
-
-fn id_matches(id: &Value, path_id: &str) -> bool {
-    match id {
-        Value::String(s) => s == path_id,
-        Value::Number(n) => n.to_string() == path_id,
-        _ => false,
-    }
 }
 
 /// What every write route reads from the request, validated before the
