@@ -5,6 +5,7 @@
 
 mod against_coordinator;
 mod against_faulty_server;
+mod crash;
 mod faulty_server;
 mod helpers;
 mod two_instances;
