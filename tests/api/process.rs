@@ -167,6 +167,28 @@ struct Acknowledged {
     drafts: Vec<String>,
 }
 
+impl Acknowledged {
+    /// Each acknowledged version holds exactly the value its writer sent (so
+    /// no version number was issued twice), and every promised draft exists.
+    async fn are_all_kept(&self, client: &Client) {
+        for (version, value) in &self.versions {
+            let (status, stored) = client.get_history_value(*version).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(&stored, value, "version {version} was reused or lost");
+        }
+        let (_, drafts, _) = client.get("/api/drafts").await;
+        let draft_ids: Vec<&str> = drafts["drafts"]
+            .as_array()
+            .expect("drafts")
+            .iter()
+            .filter_map(|d| d["id"].as_str())
+            .collect();
+        for draft in &self.drafts {
+            assert!(draft_ids.contains(&draft.as_str()), "draft {draft} lost");
+        }
+    }
+}
+
 /// Writers append their own records to `activities` (GET, append, PUT with
 /// If-Match) until `stop` is set; the server may die under them.
 async fn burst(
@@ -270,24 +292,7 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_write(backend: Backend) {
             record["id"]
         );
     }
-    // Each acknowledged version holds exactly the value its writer sent: no
-    // version number was issued twice.
-    for (version, value) in acknowledged.versions.iter() {
-        let (status, stored) = client.get_history_value(*version).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(&stored, value, "version {version} was reused");
-    }
-    // Every promised draft is intact.
-    let (_, drafts, _) = client.get("/api/drafts").await;
-    let draft_ids: Vec<&str> = drafts["drafts"]
-        .as_array()
-        .expect("drafts")
-        .iter()
-        .filter_map(|d| d["id"].as_str())
-        .collect();
-    for draft in &acknowledged.drafts {
-        assert!(draft_ids.contains(&draft.as_str()), "draft {draft} lost");
-    }
+    acknowledged.are_all_kept(&client).await;
     // The next write gets the next number.
     let next = client
         .put("activities", &current["value"], Some(&format!("\"{version}\"")))
@@ -353,21 +358,7 @@ async fn sigterm_during_a_burst_exits_cleanly_and_keeps_every_acknowledged_write
     let server = ServerProcess::start(&db.url, None);
     let client = Client::login(&server.address, "admin", ADMIN_PASSWORD).await;
     let acknowledged = std::mem::take(&mut *acknowledged.lock().expect("lock"));
-    for (version, value) in acknowledged.versions.iter() {
-        let (status, stored) = client.get_history_value(*version).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(&stored, value, "acknowledged version {version}");
-    }
-    let (_, drafts, _) = client.get("/api/drafts").await;
-    let draft_ids: Vec<&str> = drafts["drafts"]
-        .as_array()
-        .expect("drafts")
-        .iter()
-        .filter_map(|d| d["id"].as_str())
-        .collect();
-    for draft in &acknowledged.drafts {
-        assert!(draft_ids.contains(&draft.as_str()), "draft {draft} lost");
-    }
+    acknowledged.are_all_kept(&client).await;
 }
 
 #[actix_web::test]
