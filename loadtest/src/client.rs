@@ -367,18 +367,7 @@ impl Session {
             Precondition::Create => builder.header(IF_NONE_MATCH, "*"),
         };
         let builder = builder.header(CONTENT_TYPE, "application/json").body(body);
-        let started = Instant::now();
-        let outcome = match self.exchange(builder).await {
-            Ok((status, headers, body)) => put_outcome(status, headers.get(ETAG), &body),
-            Err(error) => PutOutcome::NoAnswer {
-                error: format!("{error:#}"),
-            },
-        };
-        Put {
-            tx,
-            outcome,
-            latency: started.elapsed(),
-        }
+        self.write(builder, tx, put_outcome).await
     }
 
     /// `POST /api/storage/{key}/items` with one record: appended to whatever
@@ -387,9 +376,20 @@ impl Session {
     pub async fn append_item(&self, key: &str, record: String) -> Put {
         let (builder, tx) = self.request(Method::POST, &format!("/api/storage/{key}/items"));
         let builder = builder.header(CONTENT_TYPE, "application/json").body(record);
+        self.write(builder, tx, item_outcome).await
+    }
+
+    /// Sends a write, timed, and reads its answer with `outcome`; a broken
+    /// exchange is a write with no answer.
+    async fn write(
+        &self,
+        builder: RequestBuilder,
+        tx: String,
+        outcome: fn(StatusCode, Option<&HeaderValue>, &[u8]) -> PutOutcome,
+    ) -> Put {
         let started = Instant::now();
         let outcome = match self.exchange(builder).await {
-            Ok((status, headers, body)) => item_outcome(status, headers.get(ETAG), &body),
+            Ok((status, headers, body)) => outcome(status, headers.get(ETAG), &body),
             Err(error) => PutOutcome::NoAnswer {
                 error: format!("{error:#}"),
             },
