@@ -100,11 +100,12 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
         }
     }
     // A stale verdict or a lost compare-and-set may only mean this cache is
-    // behind the database (another instance wrote): reload once and judge again.
+    // behind the database (another instance wrote): reload once, when a newer
+    // value could change the verdict, and judge again.
     let mut reloaded = false;
     for _ in 0..MAX_COMMIT_ATTEMPTS {
         let verdict = judge(&write, current.as_deref());
-        if matches!(verdict, Verdict::Stale | Verdict::Unsafe) && !reloaded {
+        if matches!(verdict, Verdict::Stale | Verdict::Unsafe) && !reloaded && reload_could_help(&write, &current) {
             match env.store.load_value(env.key.as_str()).await {
                 Ok(fresh) => current = fresh.map(Arc::new),
                 Err(error) => {
@@ -209,6 +210,19 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
     };
     keep_draft(&env, write, &current, DraftReason::Conflict, payload, base_version);
     Cached::Known(current)
+}
+
+/// Whether the database could hold a newer value that this write would pass
+/// against. The cache can only lag the database, never lead it, and a key is
+/// never deleted: a write naming a version at or below the cached one, or
+/// creating a key already known to exist, is stale without asking (on a hot
+/// key that is almost every losing write, so this read matters).
+fn reload_could_help(write: &Write, current: &Option<Arc<StoredValue>>) -> bool {
+    match &write.precondition {
+        Precondition::IfMatch(if_match) => if_match.could_match_newer_than(tag_of(current)),
+        Precondition::IfNoneMatchAny => false,
+        Precondition::None => true,
+    }
 }
 
 enum StaleResolution {

@@ -128,6 +128,22 @@ impl IfMatch {
         }
     }
 
+    /// Whether a value newer than `current` could satisfy this list where
+    /// `current` does not. Versions and update times only grow, so a tag at
+    /// or below the current one is stale for good: only a newer tag (or `*`
+    /// against a key believed absent) is worth reading the database again for.
+    pub fn could_match_newer_than(&self, current: Option<CurrentTag>) -> bool {
+        match (self, current) {
+            (IfMatch::Any, current) => current.is_none(),
+            (IfMatch::Tags(tags), current) => tags.iter().any(|tag| match (tag, current) {
+                (EntityTag::Version(_) | EntityTag::UpdatedAt(_), None) => true,
+                (EntityTag::Version(v), Some(current)) => *v > current.version,
+                (EntityTag::UpdatedAt(at), Some(current)) => *at > current.updated_at,
+                (EntityTag::Weak | EntityTag::Unknown, _) => false,
+            }),
+        }
+    }
+
     /// The newest version the client names: what its payload was based on.
     pub fn newest_named_version(&self) -> Option<i64> {
         self.tags()
@@ -204,6 +220,20 @@ mod tests {
     fn a_list_matches_when_any_member_is_current() {
         assert!(parse("\"1\", \"3\",\"9\"").matches(current(3)));
         assert!(!parse("\"1\", \"2\"").matches(current(3)));
+    }
+
+    #[test]
+    fn only_a_tag_newer_than_the_cached_one_could_match_after_a_reload() {
+        assert!(!parse("\"2\"").could_match_newer_than(current(3)));
+        assert!(!parse("\"3\"").could_match_newer_than(current(3)));
+        assert!(parse("\"1\", \"4\"").could_match_newer_than(current(3)));
+        assert!(parse("\"2026-12-03T10:00:00.000002Z\"").could_match_newer_than(current(3)));
+        assert!(!parse("\"2026-12-03T10:00:00.000001Z\"").could_match_newer_than(current(3)));
+        assert!(!parse("W/\"9\"").could_match_newer_than(current(3)));
+        assert!(!parse("W/\"9\"").could_match_newer_than(None));
+        assert!(parse("\"1\"").could_match_newer_than(None));
+        assert!(parse("*").could_match_newer_than(None));
+        assert!(!parse("*").could_match_newer_than(current(3)));
     }
 
     #[test]
