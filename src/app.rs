@@ -42,7 +42,7 @@ impl Application {
             registry,
             max_body_bytes: settings.max_body_bytes,
             token_ttl: settings.token_ttl(),
-            sessions: Default::default(),
+            sessions: http::SessionCache::new(settings.session_recheck()),
             idempotency_locks: Default::default(),
             allow_unconditional: settings.allow_unconditional,
             max_json_depth: settings.max_json_depth as usize,

@@ -146,6 +146,13 @@ pub struct Settings {
     )]
     pub login_failure_window_secs: u64,
 
+    /// A session the database confirmed less than this many seconds ago is
+    /// trusted without asking it again (one database round trip less per
+    /// request). A logout is seen at once by the instance that served it and
+    /// within this time by other instances. `0` asks the database every time.
+    #[arg(long, env = "COORDINATOR_SESSION_RECHECK_SECS", default_value_t = 5.0, global = true)]
+    pub session_recheck_secs: f64,
+
     /// HTTP worker threads; defaults to the number of CPU cores.
     #[arg(long, env = "COORDINATOR_WORKERS", global = true)]
     pub workers: Option<usize>,
@@ -166,6 +173,10 @@ pub enum LogFormat {
 impl Settings {
     pub fn token_ttl(&self) -> Duration {
         Duration::from_secs(self.token_ttl_secs)
+    }
+
+    pub fn session_recheck(&self) -> Duration {
+        Duration::from_secs_f64(self.session_recheck_secs.max(0.0))
     }
 
     pub fn actor_idle_timeout(&self) -> Duration {

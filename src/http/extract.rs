@@ -32,11 +32,17 @@ impl FromRequest for AuthenticatedUser {
                 .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AppState is not registered")))?;
             let token = bearer_token(&req).ok_or(ApiError::Unauthorized)?;
             let hash = token_hash(token);
-            let session = match state.store.find_session(&hash).await {
-                Ok(Some(session)) => {
-                    state.sessions.remember(&hash, &session);
-                    session
-                }
+            let confirmed = state.sessions.recently_confirmed(&hash);
+            let looked_up = match confirmed {
+                Some(session) => Ok(Some(session)),
+                None => state.store.find_session(&hash).await.inspect(|found| {
+                    if let Some(session) = found {
+                        state.sessions.remember(&hash, session);
+                    }
+                }),
+            };
+            let session = match looked_up {
+                Ok(Some(session)) => session,
                 Ok(None) => {
                     state.sessions.forget(&hash);
                     return Err(ApiError::Unauthorized);

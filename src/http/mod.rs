@@ -19,6 +19,7 @@ mod storage;
 pub use error::ApiError;
 pub use middleware::request_context;
 pub use rate_limit::LoginLimiter;
+pub use sessions::SessionCache;
 pub use state::AppState;
 
 use actix_web::http::header;
