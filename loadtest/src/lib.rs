@@ -2,7 +2,7 @@
 //! earned by reconciling every record the virtual users wrote.
 //!
 //! ```text
-//! main (cli) ─▶ pilot | burst
+//! main (cli) ─▶ pilot | burst | bench
 //!                 │  harness: spawn the coordinator (or use --target), admin + user sessions
 //!                 │  virtual users: GET key ─▶ add record ─▶ PUT If-Match  (client, records)
 //!                 │              or POST the record to .../items (--client items)
@@ -19,10 +19,12 @@
 //! - [`records`]: realistic activity records; appending to a JSON array as text.
 //! - [`pilot`]: scenarios A-D and the recovery flow.
 //! - [`burst`]: capacity runs, closed or open loop.
+//! - [`bench`]: the coordinator side by side with its alternatives (`loadtest bench`).
 //! - [`reconcile`], [`logcheck`], [`verdict`]: the pure rules that decide.
 //! - [`histogram`]: lock-free latency percentiles.
 //! - [`report`], [`progress`]: what people read.
 
+pub mod bench;
 pub mod burst;
 pub mod client;
 pub mod harness;

@@ -1,4 +1,5 @@
 use clap::{Parser, Subcommand};
+use loadtest::bench::{self, BenchOptions};
 use loadtest::burst::{self, BurstOptions};
 use loadtest::pilot::{self, PilotOptions};
 use std::path::Path;
@@ -20,6 +21,9 @@ enum Command {
     Pilot(PilotOptions),
     /// Many users on few keys, for capacity: requests/s, 409 ratio, latency, no loss.
     Burst(BurstOptions),
+    /// The coordinator against the alternatives, side by side: throughput,
+    /// latency, ratios, fsync probe, memory over many keys.
+    Bench(BenchOptions),
 }
 
 #[tokio::main]
@@ -51,6 +55,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", report.to_text());
             write_if_asked(json_path.as_deref(), &serde_json::to_string_pretty(&report)?)?;
             Ok(exit_code(report.decision.exit_code()))
+        }
+        Command::Bench(options) => {
+            let json_path = options.json.clone();
+            let report = bench::run(options).await?;
+            println!("{}", report.to_text());
+            write_if_asked(Some(&json_path), &serde_json::to_string_pretty(&report)?)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

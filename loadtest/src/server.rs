@@ -25,16 +25,28 @@ pub struct SpawnedServer {
     dir: tempfile::TempDir,
 }
 
+/// How to start a server beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// A database by URL (for tests that start several instances on one
+    /// PostgreSQL database); a fresh SQLite database in the temporary
+    /// directory when `None`.
+    pub database_url: Option<String>,
+    /// Random when `None`.
+    pub admin_password: Option<String>,
+    /// More `serve` flags, such as `--max-batch 1`.
+    pub extra_args: Vec<String>,
+}
+
 impl SpawnedServer {
     /// On a fresh SQLite database, with a random admin password.
     pub fn start(binary: &Path) -> anyhow::Result<Self> {
-        Self::start_with(binary, None, None)
+        Self::start_with(binary, &ServerOptions::default())
     }
 
-    /// On `database_url` (a fresh SQLite database in the temporary directory
-    /// when `None`), with `admin_password` (random when `None`). The draft
-    /// spool lives in the temporary directory either way.
-    pub fn start_with(binary: &Path, database_url: Option<&str>, admin_password: Option<&str>) -> anyhow::Result<Self> {
+    /// As `options` say. The draft spool lives in the temporary directory
+    /// either way.
+    pub fn start_with(binary: &Path, options: &ServerOptions) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("loadtest-coordinator-")
             .tempdir()
@@ -42,12 +54,14 @@ impl SpawnedServer {
         let log_path = dir.path().join("coordinator.log");
         let log = File::create(&log_path).context("creating the server log")?;
         let errors = File::create(dir.path().join("coordinator.stderr")).context("creating the stderr file")?;
-        let admin_password =
-            admin_password.map_or_else(|| format!("lt-{}", uuid::Uuid::new_v4().simple()), str::to_owned);
-        let database_url = database_url.map_or_else(
-            || format!("sqlite://{}", dir.path().join("pilot.db").display()),
-            str::to_owned,
-        );
+        let admin_password = options
+            .admin_password
+            .clone()
+            .unwrap_or_else(|| format!("lt-{}", uuid::Uuid::new_v4().simple()));
+        let database_url = options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("pilot.db").display()));
         let spool = dir.path().join("spool");
         let child = Command::new(binary)
             .args([
@@ -62,6 +76,7 @@ impl SpawnedServer {
             .args(["--database-url", &database_url])
             .arg("--spool-dir")
             .arg(&spool)
+            .args(&options.extra_args)
             .env("COORDINATOR_ADMIN_PASSWORD", &admin_password)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -97,31 +112,22 @@ impl SpawnedServer {
         bail!("the coordinator did not report `server_started` within {START_TIMEOUT:?}")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The directory that holds the database, the log and the spool.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn read_log(&self) -> anyhow::Result<String> {
         std::fs::read_to_string(&self.log_path).context("reading the server log")
     }
 
     /// SIGTERM, a grace period for the graceful shutdown, then kill.
     pub fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        #[cfg(unix)]
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: kill(2) on the pid of a child we started and have not reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if matches!(self.child.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(&mut self.child);
     }
 }
 
@@ -129,6 +135,29 @@ impl Drop for SpawnedServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// SIGTERM, five seconds to exit, then kill; reaps the child.
+pub fn stop_child(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    #[cfg(unix)]
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on the pid of a child we started and have not reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// The `listen` field of the first `server_started` line.
@@ -139,26 +168,57 @@ pub fn listen_address(log: &str) -> Option<String> {
         .and_then(|line| line["listen"].as_str().map(str::to_owned))
 }
 
+/// A program this repository builds that a run starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Program {
+    Coordinator,
+    /// `examples/bare_handler.rs`: HTTP with nothing behind it, the benchmark's ceiling.
+    BareHandler,
+}
+
+impl Program {
+    fn path_in(self, profile_dir: &Path) -> PathBuf {
+        let name = |stem: &str| format!("{stem}{}", std::env::consts::EXE_SUFFIX);
+        match self {
+            Self::Coordinator => profile_dir.join(name("coordinator")),
+            Self::BareHandler => profile_dir.join("examples").join(name("bare_handler")),
+        }
+    }
+
+    fn cargo_target(self) -> [&'static str; 2] {
+        match self {
+            Self::Coordinator => ["--bin", "coordinator"],
+            Self::BareHandler => ["--example", "bare_handler"],
+        }
+    }
+}
+
 /// The coordinator binary to start: `explicit`, else the one beside this
 /// executable (same target profile directory), else built with cargo.
 pub fn locate_coordinator(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    locate(Program::Coordinator, explicit)
+}
+
+/// `program`'s binary: `explicit`, else the one of this executable's build
+/// profile, else built with cargo.
+pub fn locate(program: Program, explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(path) = explicit {
         if !path.is_file() {
-            bail!("--coordinator-bin {} is not a file", path.display());
+            bail!("{} is not a file", path.display());
         }
         return Ok(path.to_owned());
     }
     let profile_dir = profile_dir()?;
-    let candidate = profile_dir.join(format!("coordinator{}", std::env::consts::EXE_SUFFIX));
+    let candidate = program.path_in(&profile_dir);
     if candidate.is_file() {
         return Ok(candidate);
     }
-    build_coordinator(&profile_dir)?;
+    build(program, &profile_dir)?;
     if candidate.is_file() {
         return Ok(candidate);
     }
     bail!(
-        "built the coordinator but found no binary at {}; pass --coordinator-bin",
+        "built {program:?} but found no binary at {}; name one explicitly",
         candidate.display()
     )
 }
@@ -173,13 +233,16 @@ fn profile_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `cargo build [--release] --bin coordinator`, matching this executable's profile.
-fn build_coordinator(profile_dir: &Path) -> anyhow::Result<()> {
+/// `cargo build [--release] --bin coordinator` (or `--example ...`),
+/// matching this executable's profile.
+fn build(program: Program, profile_dir: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("Cargo.toml");
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--bin", "coordinator", "--manifest-path"])
+        .arg("build")
+        .args(program.cargo_target())
+        .arg("--manifest-path")
         .arg(&manifest);
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("release") => {
@@ -194,10 +257,10 @@ fn build_coordinator(profile_dir: &Path) -> anyhow::Result<()> {
     if let Some(target_dir) = profile_dir.parent() {
         command.arg("--target-dir").arg(target_dir);
     }
-    eprintln!("loadtest: no coordinator binary beside this one; building it: {command:?}");
-    let status = command.status().context("running cargo to build the coordinator")?;
+    eprintln!("loadtest: no {program:?} binary beside this one; building it: {command:?}");
+    let status = command.status().context("running cargo")?;
     if !status.success() {
-        bail!("building the coordinator failed ({status})");
+        bail!("building {program:?} failed ({status})");
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! spread over both: correctness must not depend on one process's memory.
 
 use crate::helpers::run_loadtest;
-use loadtest::server::{locate_coordinator, SpawnedServer};
+use loadtest::server::{locate_coordinator, ServerOptions, SpawnedServer};
 use std::io::Write;
 use std::time::Duration;
 
@@ -95,8 +95,13 @@ fn a_quick_pilot_over_two_instances_on_one_postgres_database_passes_with_zero_in
     let binary = locate_coordinator(None).expect("the coordinator binary");
     // One after the other: the first migrates and creates the admin, the
     // second finds both done.
-    let a = SpawnedServer::start_with(&binary, Some(&database.url), Some(ADMIN_PASSWORD)).expect("instance A starts");
-    let b = SpawnedServer::start_with(&binary, Some(&database.url), Some(ADMIN_PASSWORD)).expect("instance B starts");
+    let options = ServerOptions {
+        database_url: Some(database.url.clone()),
+        admin_password: Some(ADMIN_PASSWORD.to_owned()),
+        extra_args: Vec::new(),
+    };
+    let a = SpawnedServer::start_with(&binary, &options).expect("instance A starts");
+    let b = SpawnedServer::start_with(&binary, &options).expect("instance B starts");
     assert_ne!(a.url, b.url);
     let (log_a, log_b) = (
         a.log_path.to_string_lossy().into_owned(),
