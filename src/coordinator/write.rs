@@ -100,12 +100,13 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
         }
     }
     // A stale verdict or a lost compare-and-set may only mean this cache is
-    // behind the database (another instance wrote): reload once, when a newer
-    // value could change the verdict, and judge again.
+    // behind the database (another instance wrote): reload once, where that
+    // can matter, and judge again.
     let mut reloaded = false;
     for _ in 0..MAX_COMMIT_ATTEMPTS {
         let verdict = judge(&write, current.as_deref());
-        if matches!(verdict, Verdict::Stale | Verdict::Unsafe) && !reloaded && reload_could_help(&write, &current) {
+        if matches!(verdict, Verdict::Stale | Verdict::Unsafe) && !reloaded && reload_could_help(&env, &write, &current)
+        {
             match env.store.load_value(env.key.as_str()).await {
                 Ok(fresh) => current = fresh.map(Arc::new),
                 Err(error) => {
@@ -212,12 +213,17 @@ pub(super) async fn apply_write(env: KeyEnv, cached: Cached, write: Write) -> Ca
     Cached::Known(current)
 }
 
-/// Whether the database could hold a newer value that this write would pass
-/// against. The cache can only lag the database, never lead it, and a key is
-/// never deleted: a write naming a version at or below the cached one, or
-/// creating a key already known to exist, is stale without asking (on a hot
-/// key that is almost every losing write, so this read matters).
-fn reload_could_help(write: &Write, current: &Option<Arc<StoredValue>>) -> bool {
+/// Whether rereading the key could change this write's fate. On a database
+/// no other instance writes (SQLite), the cache is the truth and a key is
+/// never deleted, so a write naming a version at or below the cached one, or
+/// creating a key known to exist, is stale without asking; on a hot key that
+/// is almost every losing write, and the read would serialise them. Where
+/// other instances write (PostgreSQL) the reload also refreshes what the 409,
+/// the draft and a `Prefer: merge` are built from, so it always happens.
+fn reload_could_help(env: &KeyEnv, write: &Write, current: &Option<Arc<StoredValue>>) -> bool {
+    if env.store.shared_by_instances() {
+        return true;
+    }
     match &write.precondition {
         Precondition::IfMatch(if_match) => if_match.could_match_newer_than(tag_of(current)),
         Precondition::IfNoneMatchAny => false,

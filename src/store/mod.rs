@@ -39,10 +39,33 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// As `with_pool!`, on the pool group commits use: on SQLite the single
+/// writer connection, on PostgreSQL the shared pool.
+macro_rules! with_writer {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite(readers) => {
+                let $pool = $store.sqlite_writer.as_ref().unwrap_or(readers);
+                $body
+            }
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_writer;
+
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// SQLite: one connection of its own for group commits. SQLite takes
+    /// one writer at a time anyway, and a connection drops its page cache
+    /// whenever another connection has written: the writer's cache stays
+    /// warm only if every batch goes through it.
+    sqlite_writer: Option<SqlitePool>,
 }
+
+/// Pages the SQLite writer connection keeps in memory (negative: KiB).
+const WRITER_CACHE_KIB: &str = "-65536";
 
 #[derive(Clone, Debug)]
 pub(crate) enum Backend {
@@ -60,6 +83,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 impl Store {
     /// Opens (and for SQLite, creates) the database named by `url`.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let mut sqlite_writer = None;
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
@@ -79,14 +103,21 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options)
+                .connect_with(options.clone())
                 .await
                 .context("opening the SQLite database")?;
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options.pragma("cache_size", WRITER_CACHE_KIB))
+                .await
+                .context("opening the SQLite writer connection")?;
+            sqlite_writer = Some(writer);
             Backend::Sqlite(pool)
         } else {
             anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://");
         };
-        Ok(Self { backend })
+        Ok(Self { backend, sqlite_writer })
     }
 
     /// Applies the migrations of this backend that are not applied yet.
@@ -106,6 +137,13 @@ impl Store {
         }
     }
 
+    /// Whether other processes may write this database: several instances
+    /// share one PostgreSQL database, while an embedded SQLite file belongs
+    /// to the one instance that opened it.
+    pub fn shared_by_instances(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match &self.backend {
             Backend::Sqlite(_) => "sqlite",
@@ -114,6 +152,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close().await;
+        }
         with_pool!(self, pool => pool.close().await)
     }
 }
