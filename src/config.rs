@@ -176,7 +176,13 @@ impl Settings {
     }
 
     pub fn session_recheck(&self) -> Duration {
-        Duration::from_secs_f64(self.session_recheck_secs.max(0.0))
+        // `from_secs_f64` panics on infinity and NaN.
+        let secs = if self.session_recheck_secs.is_nan() {
+            0.0
+        } else {
+            self.session_recheck_secs.clamp(0.0, 86_400.0)
+        };
+        Duration::from_secs_f64(secs)
     }
 
     pub fn actor_idle_timeout(&self) -> Duration {

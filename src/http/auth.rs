@@ -70,7 +70,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     let token = bearer_token(&req).ok_or(ApiError::Unauthorized)?;
     let hash = token_hash(token);
-    state.sessions.forget(&hash);
+    state.sessions.revoke(&hash);
     state.store.revoke_session(&hash).await?;
     tracing::info!(event = "user_logout", username = %user.username);
     Ok(HttpResponse::NoContent().finish())

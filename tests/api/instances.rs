@@ -2,8 +2,9 @@
 //! must not depend on any one process's memory.
 
 use crate::helpers::{settings_for, spawn_app_with, Backend, TestApp, TestDatabase};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 /// A second instance on the same database as `first`.
 async fn second_instance(first: &TestApp) -> TestApp {
@@ -79,4 +80,49 @@ async fn sixteen_writers_across_two_instances_make_one_winner_and_fifteen_drafts
         .await;
     assert_eq!(submit.status, StatusCode::OK, "{:?}", submit.body);
     assert_eq!(submit.body["version"], 5);
+}
+
+#[actix_web::test]
+async fn a_logout_on_one_instance_is_refused_by_another_once_its_recheck_window_passes() {
+    let Some(a) = crate::helpers::spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let db = TestDatabase::shared(&a.db);
+    let recheck = Duration::from_millis(300);
+    let settings = coordinator::Settings {
+        session_recheck_secs: recheck.as_secs_f64(),
+        ..settings_for(&db)
+    };
+    let b = spawn_app_with(db, settings).await;
+    let user = a.new_user().await;
+    assert_eq!(
+        b.get(&user.token, "/api/drafts").await.status,
+        StatusCode::OK,
+        "B confirms the session"
+    );
+
+    let logged_out = Instant::now();
+    let reply = a.call(Method::POST, "/api/logout", Some(&user.token), &[], None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        a.get(&user.token, "/api/drafts").await.status,
+        StatusCode::UNAUTHORIZED,
+        "at once where it happened"
+    );
+    // B trusts its confirmation for at most the window (not the default 5 s), then asks the database.
+    loop {
+        let status = b.get(&user.token, "/api/drafts").await.status;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            logged_out.elapsed() < recheck + Duration::from_secs(2),
+            "B still accepts the token {:?} after the logout",
+            logged_out.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let write = b.put(&user.token, "k", &json!([1]), None).await;
+    assert_eq!(write.status, StatusCode::UNAUTHORIZED, "and stays refused");
 }
