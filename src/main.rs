@@ -5,6 +5,9 @@ use coordinator::store::Store;
 use coordinator::{app, telemetry, Application};
 use std::io::BufRead;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -92,12 +92,6 @@ impl Draft {
         }
     }
 
-    /// What identifies a draft's content for deduplication, with its owner,
-    /// key and base version.
-    pub fn payload_hash(&self) -> String {
-        crate::domain::credentials::sha256_hex(self.payload.to_string().as_bytes())
-    }
-
     /// Records in the payload, when it is an array (the runbook's `incomingCount`).
     pub fn incoming_count(&self) -> Option<usize> {
         record_count(&self.payload)
@@ -120,4 +114,10 @@ impl<'a> From<&'a Draft> for DraftView<'a> {
             incoming_count: draft.incoming_count(),
         }
     }
+}
+
+/// What identifies a draft's content (its payload as stored) for
+/// deduplication, with its owner, key and base version.
+pub fn payload_hash(stored_payload: &str) -> String {
+    crate::domain::credentials::sha256_hex(stored_payload.as_bytes())
 }
