@@ -11,6 +11,11 @@
 use actix_web::{web, App, HttpResponse, HttpServer};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+// The coordinator's allocator, so that the two differ only in what the
+// coordinator does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 static VERSION: AtomicU64 = AtomicU64::new(0);
 
 async fn put(key: web::Path<String>, body: web::Bytes) -> HttpResponse {

@@ -63,16 +63,12 @@ impl SpawnedServer {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("pilot.db").display()));
         let spool = dir.path().join("spool");
+        // The log level is ours unless the caller names one (for debug runs).
+        let names_log_level = options.extra_args.iter().any(|arg| arg.starts_with("--log-level"));
+        let log_level: &[&str] = if names_log_level { &[] } else { &["--log-level", "info"] };
         let child = Command::new(binary)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--log-level",
-                "info",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(log_level)
             .args(["--database-url", &database_url])
             .arg("--spool-dir")
             .arg(&spool)

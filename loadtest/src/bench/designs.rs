@@ -40,7 +40,7 @@ pub enum Design {
 
 impl fmt::Display for Design {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Self::S => "S",
             Self::S1 => "S1",
             Self::B0 => "B0",
@@ -267,7 +267,8 @@ impl Target {
         let request = json!({
             "compare": [{ "key": key, "target": "MOD", "result": "EQUAL", "mod_revision": seen.get(index).to_string() }],
             "success": [{ "request_put": { "key": key, "value": BASE64.encode(payload) } }],
-            "failure": [{ "request_range": { "key": key } }],
+            // Only the revision is needed back, not the value.
+            "failure": [{ "request_range": { "key": key, "keys_only": true } }],
         });
         let response = self
             .http

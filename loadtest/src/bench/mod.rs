@@ -67,9 +67,15 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 100_000)]
     pub memory_keys: usize,
 
-    /// The actor idle timeout during the memory run, in seconds.
-    #[arg(long, default_value_t = 10.0)]
+    /// The actor idle timeout during the memory run, in seconds: longer
+    /// than a pass takes, so that every key of the pass is live at its end.
+    #[arg(long, default_value_t = 40.0)]
     pub memory_idle_secs: f64,
+
+    /// One more flag for the coordinators of S and S1 (repeatable), such as
+    /// `--server-arg=--log-level=coordinator=debug` to log every batch.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
 
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench.json")]
@@ -162,8 +168,16 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     if options.with_etcd && !designs.contains(&Design::E) {
         designs.push(Design::E);
     }
+    if designs.contains(&Design::E) && !options.with_etcd {
+        bail!("design E runs etcd: add --with-etcd (it installs etcd-server when etcd is missing)");
+    }
     designs.sort();
     designs.dedup();
+    let mut options = options;
+    for list in [&mut options.connections, &mut options.keys] {
+        list.sort_unstable();
+        list.dedup();
+    }
     if designs.is_empty() || options.connections.is_empty() || options.keys.is_empty() {
         bail!("nothing to measure: name at least one design, connection count and key set");
     }
@@ -178,9 +192,14 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     let most_connections = options.connections.iter().copied().max().unwrap_or(1);
     let mut targets = Vec::new();
     for &design in &designs {
-        let target = Target::start(design, etcd_binary.as_deref(), most_connections, Vec::new())
-            .await
-            .with_context(|| format!("starting design {design}"))?;
+        let target = Target::start(
+            design,
+            etcd_binary.as_deref(),
+            most_connections,
+            options.server_args.clone(),
+        )
+        .await
+        .with_context(|| format!("starting design {design}"))?;
         eprintln!("loadtest bench: {design} listens at {}", target.base_url());
         targets.push(Arc::new(target));
     }
@@ -244,7 +263,11 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
 
     if options.memory_keys > 0 {
         eprintln!("loadtest bench: memory run over {} keys per pass", options.memory_keys);
-        report.memory = Some(MemoryRun::run(options.memory_keys, most_connections, options.memory_idle_secs).await?);
+        // A failure here must not throw away the matrix measured above.
+        match MemoryRun::run(options.memory_keys, most_connections, options.memory_idle_secs).await {
+            Ok(memory) => report.memory = Some(memory),
+            Err(error) => report.memory_error = Some(format!("{error:#}")),
+        }
     }
     report.finish();
     Ok(report)
