@@ -2,7 +2,8 @@
 //! its writes one at a time: each handler is an `AtomicResponse`, so no other
 //! message of this key runs while a check-commit-bump is awaiting the
 //! database. The database stays the authority: every commit is a
-//! compare-and-set, and a cache found stale is reloaded, never trusted.
+//! compare-and-set, and where other instances write (PostgreSQL) a cache
+//! that may be stale is reloaded before a write is refused.
 
 use super::messages::{SubmitDraft, Write};
 use super::registry::Registry;

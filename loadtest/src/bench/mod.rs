@@ -32,6 +32,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+/// Flushes per probe: enough to catch this disk's occasional long stalls.
+const FLUSHES_PER_PROBE: usize = 500;
+
 #[derive(Args, Debug, Clone)]
 pub struct BenchOptions {
     /// Designs to compare (E needs --with-etcd).
@@ -208,7 +211,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
         .find_map(|t| t.coordinator().map(|server| server.dir().to_owned()))
         .unwrap_or_else(std::env::temp_dir);
     let mut report = BenchReport::new(&options, &designs);
-    report.fsync.push(FsyncProbe::run(&probe_dir, "before", 100)?);
+    report.fsync.push(FsyncProbe::run(&probe_dir, "before", FLUSHES_PER_PROBE)?);
     eprintln!("loadtest bench: {}", report.fsync[0].line());
 
     let payloads = Arc::new(Payloads::new(options.records));
@@ -258,7 +261,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
             }
         }
     }
-    report.fsync.push(FsyncProbe::run(&probe_dir, "after the matrix", 100)?);
+    report.fsync.push(FsyncProbe::run(&probe_dir, "after the matrix", FLUSHES_PER_PROBE)?);
     drop(targets);
 
     if options.memory_keys > 0 {

@@ -30,7 +30,7 @@ pub struct FsyncProbe {
 #[serde(rename_all = "camelCase")]
 pub struct FlushTimes {
     pub median_ms: f64,
-    pub p90_ms: f64,
+    pub p99_ms: f64,
     pub max_ms: f64,
 }
 
@@ -56,15 +56,15 @@ impl FsyncProbe {
 
     pub fn line(&self) -> String {
         format!(
-            "fsync probe ({}), {} flushes each: append 4 KiB median {:.2} ms (p90 {:.2}, max {:.2}); \
-             overwrite 4 KiB in place median {:.2} ms (p90 {:.2}, max {:.2})",
+            "fsync probe ({}), {} flushes each: append 4 KiB median {:.2} ms (p99 {:.2}, max {:.2}); \
+             overwrite 4 KiB in place median {:.2} ms (p99 {:.2}, max {:.2})",
             self.when,
             self.flushes,
             self.append.median_ms,
-            self.append.p90_ms,
+            self.append.p99_ms,
             self.append.max_ms,
             self.overwrite.median_ms,
-            self.overwrite.p90_ms,
+            self.overwrite.p99_ms,
             self.overwrite.max_ms,
         )
     }
@@ -84,7 +84,7 @@ fn time_flushes(file: &mut std::fs::File, block: &[u8], count: usize) -> anyhow:
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     Ok(FlushTimes {
         median_ms: at(0.5),
-        p90_ms: at(0.9),
+        p99_ms: at(0.99),
         max_ms: at(1.0),
     })
 }
