@@ -54,7 +54,14 @@ pub struct BatchWriter {
     /// Where drafts go when the database refuses them.
     spool: Arc<Spool>,
     draining: bool,
+    /// A checkpoint is running (on its own connection, beside the batches).
+    checkpointing: bool,
+    last_checkpoint: Instant,
 }
+
+/// Checkpoints start at most this often: a page the batches rewrite many
+/// times in between (a busy key's row) is copied to the database file once.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How often the spool is checked for drafts to move into the database.
 const SPOOL_DRAIN_INTERVAL: Duration = Duration::from_secs(2);
@@ -69,6 +76,8 @@ impl BatchWriter {
             stats,
             spool,
             draining: false,
+            checkpointing: false,
+            last_checkpoint: Instant::now(),
         }
     }
 
@@ -101,6 +110,7 @@ impl BatchWriter {
                     for ((item, reply), outcome) in items.into_iter().zip(replies).zip(outcomes) {
                         reply.send(&item, Ok(outcome));
                     }
+                    act.checkpoint(ctx);
                 }
                 Err(error) => {
                     let error = error.to_string();
@@ -139,6 +149,33 @@ impl BatchWriter {
                 }
             }
             .into_actor(self),
+        );
+    }
+
+    /// Starts a checkpoint unless one is running: it copies what the batches
+    /// wrote to the WAL into the database file while the next batch goes on.
+    fn checkpoint(&mut self, ctx: &mut Context<Self>) {
+        if self.checkpointing || self.last_checkpoint.elapsed() < CHECKPOINT_INTERVAL {
+            return;
+        }
+        self.checkpointing = true;
+        self.last_checkpoint = Instant::now();
+        let store = self.store.clone();
+        ctx.spawn(
+            async move { store.checkpoint().await }
+                .into_actor(self)
+                .map(|result, act, _| {
+                    act.checkpointing = false;
+                    match result {
+                        Ok(Some(done)) => tracing::debug!(
+                            event = "wal_checkpointed",
+                            walPages = done.wal_pages,
+                            checkpointedPages = done.checkpointed_pages,
+                        ),
+                        Ok(None) => {}
+                        Err(error) => tracing::warn!(event = "wal_checkpoint_failed", error = %error),
+                    }
+                }),
         );
     }
 

@@ -4,6 +4,7 @@
 //! whichever pool is configured.
 
 mod batch;
+mod checkpoint;
 mod drafts;
 mod health;
 mod idempotency;
@@ -62,10 +63,18 @@ pub struct Store {
     /// whenever another connection has written: the writer's cache stays
     /// warm only if every batch goes through it.
     sqlite_writer: Option<SqlitePool>,
+    /// SQLite: one connection that moves committed pages from the WAL into
+    /// the database file while the writer goes on (see [`Store::checkpoint`]).
+    sqlite_checkpointer: Option<SqlitePool>,
 }
 
 /// Pages the SQLite writer connection keeps in memory (negative: KiB).
 const WRITER_CACHE_KIB: &str = "-65536";
+
+/// WAL pages after which the writer checkpoints by itself, in its commit.
+/// Far above what the background checkpointer lets pile up: only a backstop
+/// that bounds the WAL if checkpoints ever fall behind.
+const WRITER_AUTOCHECKPOINT_PAGES: &str = "16384";
 
 #[derive(Clone, Debug)]
 pub(crate) enum Backend {
@@ -84,6 +93,7 @@ impl Store {
     /// Opens (and for SQLite, creates) the database named by `url`.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let mut sqlite_writer = None;
+        let mut sqlite_checkpointer = None;
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
@@ -109,15 +119,35 @@ impl Store {
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options.pragma("cache_size", WRITER_CACHE_KIB))
+                // A ping before each batch would be one more round trip to
+                // the connection's thread; a broken connection fails the
+                // batch anyway (and its drafts are spooled).
+                .test_before_acquire(false)
+                .connect_with(
+                    options
+                        .clone()
+                        .pragma("cache_size", WRITER_CACHE_KIB)
+                        .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES),
+                )
                 .await
                 .context("opening the SQLite writer connection")?;
+            let checkpointer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .context("opening the SQLite checkpoint connection")?;
             sqlite_writer = Some(writer);
+            sqlite_checkpointer = Some(checkpointer);
             Backend::Sqlite(pool)
         } else {
             anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://");
         };
-        Ok(Self { backend, sqlite_writer })
+        Ok(Self {
+            backend,
+            sqlite_writer,
+            sqlite_checkpointer,
+        })
     }
 
     /// Applies the migrations of this backend that are not applied yet.
@@ -152,8 +182,8 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        if let Some(writer) = &self.sqlite_writer {
-            writer.close().await;
+        for pool in [&self.sqlite_writer, &self.sqlite_checkpointer].into_iter().flatten() {
+            pool.close().await;
         }
         with_pool!(self, pool => pool.close().await)
     }

@@ -211,7 +211,9 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
         .find_map(|t| t.coordinator().map(|server| server.dir().to_owned()))
         .unwrap_or_else(std::env::temp_dir);
     let mut report = BenchReport::new(&options, &designs);
-    report.fsync.push(FsyncProbe::run(&probe_dir, "before", FLUSHES_PER_PROBE)?);
+    report
+        .fsync
+        .push(FsyncProbe::run(&probe_dir, "before", FLUSHES_PER_PROBE)?);
     eprintln!("loadtest bench: {}", report.fsync[0].line());
 
     let payloads = Arc::new(Payloads::new(options.records));
@@ -261,7 +263,9 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
             }
         }
     }
-    report.fsync.push(FsyncProbe::run(&probe_dir, "after the matrix", FLUSHES_PER_PROBE)?);
+    report
+        .fsync
+        .push(FsyncProbe::run(&probe_dir, "after the matrix", FLUSHES_PER_PROBE)?);
     drop(targets);
 
     if options.memory_keys > 0 {
