@@ -12,12 +12,10 @@
 //! SQL text never changes, and stays prepared. SQLite runs a batch's
 //! statements as one multi-statement query: one round trip.
 //!
-//! The commits are cut into steps ([`plan`]). In a step each key's commits
-//! form one chain (each expects the version the one before it makes), so a
-//! chain is one compare-and-set of its first expected version to its last
-//! value, and every version of it goes to history. Commits that consume a
-//! draft run alone, each with a savepoint, since only they can find half-way
-//! that they must not happen.
+//! The commits are cut into steps ([`plan`]), each with one commit per key,
+//! so that a step's compare-and-sets give the outcomes of one-by-one
+//! commits. Commits that consume a draft run alone, each with a savepoint,
+//! since only they can find half-way that they must not happen.
 
 use super::idempotency::insert_idempotency;
 use super::storage::{Commit, CommitOutcome};
@@ -44,68 +42,43 @@ pub enum ItemOutcome {
     DraftSaved(String),
 }
 
-/// A key's commits in one step, in order: each expects the version the one
-/// before it makes. `(index in the batch, commit)`.
-#[derive(Debug)]
-struct Chain<'a>(Vec<(usize, &'a Commit)>);
-
-impl<'a> Chain<'a> {
-    fn head(&self) -> &'a Commit {
-        self.0[0].1
-    }
-
-    fn last(&self) -> &'a Commit {
-        self.0[self.0.len() - 1].1
-    }
-}
-
 /// The commits of a batch, in the order they are written.
 #[derive(Debug)]
 enum Step<'a> {
-    /// At most one chain per key; none consumes a draft.
-    Chains(Vec<Chain<'a>>),
+    /// Commits of distinct keys, none consuming a draft: `(index in the
+    /// batch, commit)`.
+    Commits(Vec<(usize, &'a Commit)>),
     /// A commit that recovers a draft, alone.
     ConsumesDraft(usize, &'a Commit),
 }
 
 /// Cuts the batch's commits into steps with the same outcomes as writing the
-/// commits one by one in order: a commit that does not continue its key's
-/// chain (it expects another version) starts a new step, judged after the
-/// one before it. A key actor waits for each of its commits, so today a
-/// batch holds at most one commit per key and every batch is one step; the
-/// plan does not rely on that, and stays correct for any sender.
+/// commits one by one in order: within a step each key has one commit, so
+/// each is its own compare-and-set, and a second commit of a key starts a
+/// new step, judged after the one before it. A key actor waits for each of
+/// its commits, so today a batch holds at most one commit per key and (but
+/// for recovered drafts) is one step.
 fn plan(items: &[BatchItem]) -> Vec<Step<'_>> {
     let mut steps = Vec::new();
-    let mut chains: Vec<Chain> = Vec::new();
-    let mut chain_of_key: HashMap<&str, usize> = HashMap::new();
+    let mut commits: Vec<(usize, &Commit)> = Vec::new();
+    let mut keys: HashSet<&str> = HashSet::new();
     for (index, item) in items.iter().enumerate() {
         let BatchItem::Commit(commit) = item else { continue };
-        let continues = chain_of_key
-            .get(commit.key.as_str())
-            .map(|&chain| commit.expected_version == Some(chains[chain].last().next.version));
-        match continues {
-            Some(true) if commit.consumes_draft.is_none() => {
-                let chain = chain_of_key[commit.key.as_str()];
-                chains[chain].0.push((index, commit));
-                continue;
-            }
-            None if commit.consumes_draft.is_none() => {}
-            _ => {
-                chain_of_key.clear();
-                if !chains.is_empty() {
-                    steps.push(Step::Chains(std::mem::take(&mut chains)));
-                }
+        if commit.consumes_draft.is_some() || keys.contains(commit.key.as_str()) {
+            keys.clear();
+            if !commits.is_empty() {
+                steps.push(Step::Commits(std::mem::take(&mut commits)));
             }
         }
         if commit.consumes_draft.is_some() {
             steps.push(Step::ConsumesDraft(index, commit));
             continue;
         }
-        chain_of_key.insert(&commit.key, chains.len());
-        chains.push(Chain(vec![(index, commit)]));
+        keys.insert(&commit.key);
+        commits.push((index, commit));
     }
-    if !chains.is_empty() {
-        steps.push(Step::Chains(chains));
+    if !commits.is_empty() {
+        steps.push(Step::Commits(commits));
     }
     steps
 }
@@ -113,14 +86,14 @@ fn plan(items: &[BatchItem]) -> Vec<Step<'_>> {
 /// The JSON parameters of one step: each table's rows as one array.
 #[derive(Default)]
 struct StepRows {
-    /// `storage` rows to compare-and-set (a chain of an existing key).
+    /// `storage` rows to compare-and-set (a commit to an existing key).
     updates: Vec<StorageRow>,
-    /// `storage` rows to create (a chain of a key that must not exist yet).
+    /// `storage` rows to create (a commit to a key that must not exist yet).
     creations: Vec<StorageRow>,
     history: Vec<HistoryRow>,
     drafts: Vec<DraftRow>,
     /// Outcomes to remember for `Idempotency-Key`s, kept only with a
-    /// written chain (in the same transaction as the commit).
+    /// written commit (in the same transaction as the commit).
     idempotency: Vec<IdempotencyRow>,
 }
 
@@ -146,10 +119,10 @@ struct HistoryRow {
     updated_at: String,
     username: String,
     transaction_id: String,
-    /// The chain's last version and transaction: on SQLite, a version goes
-    /// to history only if the key's row now holds exactly those.
-    chain_version: i64,
-    chain_transaction_id: String,
+    /// The commit's key and expected version (none: it creates the key): on
+    /// SQLite the row goes in only if the compare-and-set that follows it in
+    /// the step will succeed.
+    expected: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -159,11 +132,9 @@ struct IdempotencyRow {
     request_hash: String,
     outcome: String,
     created_at: String,
-    /// The storage key, and its chain's last version and transaction (as
-    /// for history).
+    /// The storage key and the commit's expected version (as for history).
     key: String,
-    chain_version: i64,
-    chain_transaction_id: String,
+    expected: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -191,48 +162,41 @@ fn time_text(at: Timestamp) -> String {
 }
 
 impl StepRows {
-    fn of_chains(chains: &[Chain]) -> Self {
+    fn of_commits(commits: &[(usize, &Commit)]) -> Self {
         let mut rows = Self::default();
-        for chain in chains {
-            let (head, last) = (chain.head(), chain.last());
-            let mut last_text = String::new();
-            for &(_, commit) in &chain.0 {
-                let text = commit.next.value.to_string();
-                rows.history.push(HistoryRow {
+        for &(_, commit) in commits {
+            let value = commit.next.value.to_string();
+            rows.history.push(HistoryRow {
+                key: commit.key.clone(),
+                version: commit.next.version,
+                value: value.clone(),
+                record_count: commit.next.value.as_array().map(|a| a.len() as i64),
+                updated_at: time_text(commit.next.updated_at),
+                username: commit.username.clone(),
+                transaction_id: commit.transaction_id.clone(),
+                expected: commit.expected_version,
+            });
+            if let Some(record) = &commit.idempotency {
+                rows.idempotency.push(IdempotencyRow {
+                    username: record.username.clone(),
+                    idempotency_key: record.key.clone(),
+                    request_hash: record.request_hash.clone(),
+                    outcome: record.outcome.clone(),
+                    created_at: time_text(Timestamp::now()),
                     key: commit.key.clone(),
-                    version: commit.next.version,
-                    value: text.clone(),
-                    record_count: commit.next.value.as_array().map(|a| a.len() as i64),
-                    updated_at: time_text(commit.next.updated_at),
-                    username: commit.username.clone(),
-                    transaction_id: commit.transaction_id.clone(),
-                    chain_version: last.next.version,
-                    chain_transaction_id: last.transaction_id.clone(),
+                    expected: commit.expected_version,
                 });
-                if let Some(record) = &commit.idempotency {
-                    rows.idempotency.push(IdempotencyRow {
-                        username: record.username.clone(),
-                        idempotency_key: record.key.clone(),
-                        request_hash: record.request_hash.clone(),
-                        outcome: record.outcome.clone(),
-                        created_at: time_text(Timestamp::now()),
-                        key: commit.key.clone(),
-                        chain_version: last.next.version,
-                        chain_transaction_id: last.transaction_id.clone(),
-                    });
-                }
-                last_text = text;
             }
             let row = StorageRow {
-                key: head.key.clone(),
-                value: last_text,
-                version: last.next.version,
-                updated_at: time_text(last.next.updated_at),
-                updated_by: last.username.clone(),
-                transaction_id: last.transaction_id.clone(),
-                expected: head.expected_version,
+                key: commit.key.clone(),
+                value,
+                version: commit.next.version,
+                updated_at: time_text(commit.next.updated_at),
+                updated_by: commit.username.clone(),
+                transaction_id: commit.transaction_id.clone(),
+                expected: commit.expected_version,
             };
-            match head.expected_version {
+            match commit.expected_version {
                 Some(_) => rows.updates.push(row),
                 None => rows.creations.push(row),
             }
@@ -271,7 +235,7 @@ impl StepRows {
     }
 }
 
-/// What a step's statements answered: the keys whose chain was written, and
+/// What a step's statements answered: the keys whose commit was written, and
 /// for each draft (by the id it was sent with) the id it is stored under.
 #[derive(Default)]
 struct StepAnswer {
@@ -385,11 +349,11 @@ macro_rules! bind_sqlite_step {
     };
 }
 
-/// The batch as its statements take it: steps of chains with their rows
+/// The batch as its statements take it: steps of commits with their rows
 /// (the drafts travel with the last one, or alone), and commits that consume
 /// a draft.
 enum Part<'s, 'a> {
-    Rows(Option<&'s [Chain<'a>]>, StepRows),
+    Rows(Option<&'s [(usize, &'a Commit)]>, StepRows),
     ConsumesDraft(usize, &'a Commit),
 }
 
@@ -409,7 +373,7 @@ impl Store {
         let mut parts: Vec<Part> = steps
             .iter()
             .map(|step| match step {
-                Step::Chains(chains) => Part::Rows(Some(chains), StepRows::of_chains(chains)),
+                Step::Commits(commits) => Part::Rows(Some(commits), StepRows::of_commits(commits)),
                 Step::ConsumesDraft(index, commit) => Part::ConsumesDraft(*index, commit),
             })
             .collect();
@@ -430,16 +394,14 @@ impl Store {
         };
         let mut draft_ids: HashMap<String, String> = HashMap::new();
         for (part, answer) in parts.iter().filter(|part| matches!(part, Part::Rows(..))).zip(answers) {
-            if let Part::Rows(Some(chains), _) = part {
-                for chain in chains.iter() {
-                    let outcome = if answer.written.contains(&chain.head().key) {
+            if let Part::Rows(Some(commits), _) = part {
+                for &(index, commit) in commits.iter() {
+                    let outcome = if answer.written.contains(&commit.key) {
                         CommitOutcome::Committed
                     } else {
                         CommitOutcome::VersionMoved
                     };
-                    for &(index, _) in &chain.0 {
-                        outcomes[index] = Some(ItemOutcome::Commit(outcome));
-                    }
+                    outcomes[index] = Some(ItemOutcome::Commit(outcome));
                 }
             }
             draft_ids.extend(answer.draft_ids);
@@ -518,7 +480,7 @@ impl Store {
                 }
                 if !rows.updates.is_empty() || !rows.creations.is_empty() {
                     answer.read(
-                        sqlx::query_as(POSTGRES_CHAINS)
+                        sqlx::query_as(POSTGRES_COMMITS)
                             .bind(StepRows::json(&rows.updates))
                             .bind(StepRows::json(&rows.creations))
                             .bind(StepRows::json(&rows.history))
@@ -540,16 +502,22 @@ impl Store {
     }
 }
 
-/// SQLite: a whole step in one statement list. `$1` chains of existing keys
-/// (compare-and-set), `$2` chains of new keys, `$3` their versions for
-/// history, `$4` drafts, `$5` Idempotency-Key outcomes. Rows back:
-/// `('written', key, NULL)` per chain written, `('draft', sent id, stored
-/// id)` per draft. SQLite has one writer (this connection), so a key's row
-/// holding a chain's last version and transaction id means this step wrote
-/// it. `OR ROLLBACK`: any failure ends the whole transaction (a batch fails as
-/// a whole anyway), which spares SQLite a statement journal, a copy of every
-/// page a multi-row statement touches.
-static SQLITE_STEP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// SQLite: a whole step in one statement list. `$1` commits to existing
+/// keys (compare-and-set), `$2` commits that create keys, `$3` their
+/// versions for history, `$4` drafts, `$5` Idempotency-Key outcomes. Rows
+/// back: `('written', key, NULL)` per commit written, `('draft', sent id,
+/// stored id)` per draft. History and Idempotency-Key rows go in first, each
+/// only where its commit's compare-and-set will succeed: this connection is
+/// the only writer and a step has one commit per key, so the condition read
+/// just before the `UPDATE` is the one the `UPDATE` finds.
+///
+/// `or_rollback`: any failure ends the whole transaction at once, which
+/// spares SQLite a statement journal (a copy of every page a multi-row
+/// statement touches). Only for a transaction SQLite alone keeps track of
+/// ([`SQLITE_BATCH`]): inside one of sqlx's, its own `ROLLBACK` would then
+/// find no transaction, and sqlx would lose count of its nesting.
+fn sqlite_step(or_rollback: bool) -> String {
+    let or = if or_rollback { " OR ROLLBACK" } else { "" };
     let draft_values = DRAFT_COLUMNS_WITH_HASH
         .split(',')
         .map(|column| format!("d.value ->> '{}'", column.trim()))
@@ -557,7 +525,25 @@ static SQLITE_STEP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .join(", ");
     [
         format!(
-            "{} UPDATE OR ROLLBACK storage SET value = u.value ->> 'value', version = u.value ->> 'version', \
+            "{} INSERT{or} INTO storage_history \
+                 (key, version, value, record_count, updated_at, username, transaction_id) \
+             SELECT h.value ->> 'key', h.value ->> 'version', h.value ->> 'value', h.value ->> 'record_count', \
+                 h.value ->> 'updated_at', h.value ->> 'username', h.value ->> 'transaction_id' \
+             FROM h WHERE {}",
+            sqlite_rows("h", 3),
+            sqlite_will_be_written("h")
+        ),
+        format!(
+            "{} INSERT{or} INTO idempotency_keys \
+                 (username, idempotency_key, request_hash, outcome, created_at) \
+             SELECT i.value ->> 'username', i.value ->> 'idempotency_key', i.value ->> 'request_hash', \
+                 i.value ->> 'outcome', i.value ->> 'created_at' \
+             FROM i WHERE {} ON CONFLICT DO NOTHING",
+            sqlite_rows("i", 5),
+            sqlite_will_be_written("i")
+        ),
+        format!(
+            "{} UPDATE{or} storage SET value = u.value ->> 'value', version = u.value ->> 'version', \
                  updated_at = u.value ->> 'updated_at', updated_by = u.value ->> 'updated_by', \
                  transaction_id = u.value ->> 'transaction_id' \
              FROM u WHERE storage.key = u.value ->> 'key' AND storage.version = u.value ->> 'expected' \
@@ -565,34 +551,16 @@ static SQLITE_STEP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             sqlite_rows("u", 1)
         ),
         format!(
-            "{} INSERT OR ROLLBACK INTO storage (key, value, version, updated_at, updated_by, transaction_id) \
+            "{} INSERT{or} INTO storage (key, value, version, updated_at, updated_by, transaction_id) \
              SELECT c.value ->> 'key', c.value ->> 'value', c.value ->> 'version', c.value ->> 'updated_at', \
                  c.value ->> 'updated_by', c.value ->> 'transaction_id' \
              FROM c WHERE true ON CONFLICT (key) DO NOTHING RETURNING 'written', key, NULL",
             sqlite_rows("c", 2)
         ),
         format!(
-            "{} INSERT OR ROLLBACK INTO storage_history \
-                 (key, version, value, record_count, updated_at, username, transaction_id) \
-             SELECT h.value ->> 'key', h.value ->> 'version', h.value ->> 'value', h.value ->> 'record_count', \
-                 h.value ->> 'updated_at', h.value ->> 'username', h.value ->> 'transaction_id' \
-             FROM h WHERE {}",
-            sqlite_rows("h", 3),
-            sqlite_chain_written("h")
-        ),
-        format!(
-            "{} INSERT OR ROLLBACK INTO pending_storage_saves ({DRAFT_COLUMNS_WITH_HASH}) \
+            "{} INSERT{or} INTO pending_storage_saves ({DRAFT_COLUMNS_WITH_HASH}) \
              SELECT {draft_values} FROM d WHERE true ON CONFLICT DO NOTHING",
             sqlite_rows("d", 4)
-        ),
-        format!(
-            "{} INSERT OR ROLLBACK INTO idempotency_keys \
-                 (username, idempotency_key, request_hash, outcome, created_at) \
-             SELECT i.value ->> 'username', i.value ->> 'idempotency_key', i.value ->> 'request_hash', \
-                 i.value ->> 'outcome', i.value ->> 'created_at' \
-             FROM i WHERE {} ON CONFLICT DO NOTHING",
-            sqlite_rows("i", 5),
-            sqlite_chain_written("i")
         ),
         // Each draft and the id it is stored under: its own, or that of the
         // identical pending draft (the unique index's columns).
@@ -606,7 +574,10 @@ static SQLITE_STEP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         ),
     ]
     .join("; ")
-});
+}
+
+/// A step inside a transaction sqlx opened (a batch of several parts).
+static SQLITE_STEP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| sqlite_step(false));
 
 /// `WITH name AS (...)`: the rows of the JSON array parameter `$parameter`,
 /// each turned once into SQLite's binary JSON, so that reading a field is a
@@ -616,28 +587,31 @@ fn sqlite_rows(name: &str, parameter: usize) -> String {
     format!("WITH {name} AS MATERIALIZED (SELECT jsonb(value) AS value FROM json_each(${parameter}))")
 }
 
-/// The condition that row `name`'s chain was written in this step.
-fn sqlite_chain_written(name: &str) -> String {
+/// The condition that row `name`'s commit will pass its compare-and-set:
+/// the key holds the expected version, or (expecting none) does not exist.
+fn sqlite_will_be_written(name: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM storage s WHERE s.key = {name}.value ->> 'key' \
-         AND s.version = {name}.value ->> 'chain_version' \
-         AND s.transaction_id = {name}.value ->> 'chain_transaction_id')"
+        "CASE WHEN {name}.value ->> 'expected' IS NULL \
+         THEN NOT EXISTS (SELECT 1 FROM storage s WHERE s.key = {name}.value ->> 'key') \
+         ELSE EXISTS (SELECT 1 FROM storage s WHERE s.key = {name}.value ->> 'key' \
+             AND s.version = {name}.value ->> 'expected') END"
     )
 }
 
-/// A batch of one step, in one round trip.
+/// A batch of one step, in one round trip, in a transaction only SQLite
+/// keeps track of (its error path ends it with a plain `ROLLBACK`).
 static SQLITE_BATCH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("BEGIN IMMEDIATE; {}; COMMIT", *SQLITE_STEP));
+    std::sync::LazyLock::new(|| format!("BEGIN IMMEDIATE; {}; COMMIT", sqlite_step(true)));
 
 const DRAFT_COLUMNS_WITH_HASH: &str = concat!(
     "id, storage_key, username, reason, payload, if_match, base_version, ",
     "current_version, transaction_id, attempts, last_error, created_at, updated_at, payload_hash"
 );
 
-/// PostgreSQL: a step's chains in one statement. The compare-and-sets run
+/// PostgreSQL: a step's commits in one statement. The compare-and-sets run
 /// first; only the keys they wrote get their versions into history and
 /// their Idempotency-Key outcomes remembered.
-const POSTGRES_CHAINS: &str = "WITH updated AS ( \
+const POSTGRES_COMMITS: &str = "WITH updated AS ( \
          UPDATE storage SET value = u.value, version = u.version, updated_at = u.updated_at, \
              updated_by = u.updated_by, transaction_id = u.transaction_id \
          FROM json_to_recordset($1::json) AS u (key text, value text, version bigint, \
@@ -689,16 +663,20 @@ mod tests {
     use std::sync::Arc;
 
     fn commit(key: &str, expected: Option<i64>) -> BatchItem {
+        commit_by(key, expected, "t")
+    }
+
+    fn commit_by(key: &str, expected: Option<i64>, transaction_id: &str) -> BatchItem {
         BatchItem::Commit(Commit {
             key: key.into(),
             expected_version: expected,
             next: Arc::new(StoredValue {
-                value: serde_json::json!([]),
+                value: serde_json::json!([transaction_id]),
                 version: expected.map_or(1, |v| v + 1),
                 updated_at: Timestamp::now(),
             }),
             username: "u".into(),
-            transaction_id: "t".into(),
+            transaction_id: transaction_id.into(),
             consumes_draft: None,
             idempotency: None,
         })
@@ -712,50 +690,36 @@ mod tests {
         BatchItem::Commit(commit)
     }
 
-    /// Each step as `(key, [indexes])` per chain, or `("draft", [index])`.
-    fn shape_of(steps: &[Step]) -> Vec<Vec<(String, Vec<usize>)>> {
+    /// Each step as its `(key, index)` pairs; a draft-consuming commit as `("draft", index)`.
+    fn shape_of(steps: &[Step]) -> Vec<Vec<(String, usize)>> {
         steps
             .iter()
             .map(|step| match step {
-                Step::Chains(chains) => chains
-                    .iter()
-                    .map(|c| (c.head().key.clone(), c.0.iter().map(|(i, _)| *i).collect()))
-                    .collect(),
-                Step::ConsumesDraft(index, _) => vec![("draft".into(), vec![*index])],
+                Step::Commits(commits) => commits.iter().map(|(i, c)| (c.key.clone(), *i)).collect(),
+                Step::ConsumesDraft(index, _) => vec![("draft".into(), *index)],
             })
             .collect()
     }
 
-    fn chain(key: &str, indexes: &[usize]) -> (String, Vec<usize>) {
-        (key.to_owned(), indexes.to_vec())
+    fn at(key: &str, index: usize) -> (String, usize) {
+        (key.to_owned(), index)
     }
 
     #[test]
-    fn each_keys_commits_that_follow_one_another_form_one_chain() {
+    fn a_second_commit_of_a_key_starts_a_new_step() {
         let items = [
             commit("a", Some(1)),
             commit("b", None),
             commit("a", Some(2)),
+            commit("c", Some(4)),
             commit("a", Some(3)),
-        ];
-        assert_eq!(shape_of(&plan(&items)), [[chain("a", &[0, 2, 3]), chain("b", &[1])]]);
-    }
-
-    #[test]
-    fn a_commit_that_breaks_its_keys_chain_starts_a_new_step() {
-        // The second commit of `a` expects version 7, not the 2 the first
-        // makes: written one by one it is judged after the first.
-        let items = [
-            commit("a", Some(1)),
-            commit("b", Some(4)),
-            commit("a", Some(7)),
-            commit("b", Some(5)),
         ];
         assert_eq!(
             shape_of(&plan(&items)),
             [
-                vec![chain("a", &[0]), chain("b", &[1])],
-                vec![chain("a", &[2]), chain("b", &[3])]
+                vec![at("a", 0), at("b", 1)],
+                vec![at("a", 2), at("c", 3)],
+                vec![at("a", 4)]
             ]
         );
     }
@@ -770,34 +734,48 @@ mod tests {
         ];
         assert_eq!(
             shape_of(&plan(&items)),
-            [
-                vec![chain("a", &[0])],
-                vec![chain("draft", &[1])],
-                vec![chain("c", &[2]), chain("a", &[3])],
-            ]
+            [vec![at("a", 0)], vec![at("draft", 1)], vec![at("c", 2), at("a", 3)]]
         );
     }
 
-    #[test]
-    fn a_chain_is_one_compare_and_set_from_its_first_expected_version_to_its_last_value() {
-        let items = [commit("a", Some(1)), commit("a", Some(2)), commit("n", None)];
-        let steps = plan(&items);
-        let [Step::Chains(chains)] = steps.as_slice() else {
-            panic!("one step of chains: {steps:?}")
-        };
-        let rows = StepRows::of_chains(chains);
-        assert_eq!(
-            rows.updates.iter().map(|r| (r.expected, r.version)).collect::<Vec<_>>(),
-            [(Some(1), 3)]
-        );
-        assert_eq!(rows.creations.iter().map(|r| r.version).collect::<Vec<_>>(), [1]);
-        assert_eq!(
-            rows.history
-                .iter()
-                .map(|r| (r.key.as_str(), r.version, r.chain_version))
-                .collect::<Vec<_>>(),
-            [("a", 2, 3), ("a", 3, 3), ("n", 1, 1)]
-        );
+    /// The outcomes of the commits of one batch.
+    async fn commit_outcomes(store: &Store, items: &[BatchItem]) -> Vec<CommitOutcome> {
+        let outcomes = store.write_batch(items).await.expect("the batch is written");
+        outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                ItemOutcome::Commit(outcome) => outcome,
+                ItemOutcome::DraftSaved(id) => panic!("a commit answered as draft {id}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_gives_the_outcomes_of_one_by_one_commits_on_sqlite() {
+        use CommitOutcome::{Committed, VersionMoved};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("batch.db").display());
+        let store = Store::connect(&url, 2).await.expect("the database opens");
+        store.migrate().await.expect("the migrations apply");
+
+        let created = commit_outcomes(&store, &[commit_by("a", None, "t1"), commit_by("a", None, "t1b")]).await;
+        assert_eq!(created, [Committed, VersionMoved]);
+        // Two versions of one key in one batch, each its own compare-and-set.
+        let chained = commit_outcomes(&store, &[commit_by("a", Some(1), "t2"), commit_by("a", Some(2), "t3")]).await;
+        assert_eq!(chained, [Committed, Committed]);
+        // The first expects a version already gone; the second the current one.
+        let late = commit_outcomes(&store, &[commit_by("a", Some(2), "t4"), commit_by("a", Some(3), "t5")]).await;
+        assert_eq!(late, [VersionMoved, Committed]);
+        // The same commit twice: it happens once, and the batch still stands.
+        let twice = commit_outcomes(&store, &[commit_by("a", Some(4), "t6"), commit_by("a", Some(4), "t6")]).await;
+        assert_eq!(twice, [Committed, VersionMoved]);
+
+        let stored = store.load_value("a").await.expect("a read").expect("the key exists");
+        assert_eq!((stored.version, stored.value), (5, serde_json::json!(["t6"])));
+        let history = store.history("a", 10).await.expect("a read");
+        let versions: Vec<(i64, &str)> = history.iter().map(|h| (h.version, h.transaction_id.as_str())).collect();
+        assert_eq!(versions, [(5, "t6"), (4, "t5"), (3, "t3"), (2, "t2"), (1, "t1")]);
+        store.close().await;
     }
 
     #[test]
