@@ -18,6 +18,11 @@ pub struct Registry {
 
 struct Inner {
     actors: DashMap<StorageKey, Slot>,
+    /// Where key actors run: the arbiter that built the registry (the
+    /// system's), which outlives the HTTP workers. An actor on a worker's
+    /// arbiter would stop with that worker during a graceful shutdown while
+    /// the other worker's requests still wait in its mailbox.
+    home: ArbiterHandle,
     store: Store,
     writer: Addr<BatchWriter>,
     idle_timeout: Duration,
@@ -29,10 +34,12 @@ struct Slot {
 }
 
 impl Registry {
+    /// Key actors will run on the current arbiter: build it on the system's.
     pub fn new(store: Store, writer: Addr<BatchWriter>, idle_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 actors: DashMap::new(),
+                home: Arbiter::current(),
                 store,
                 writer,
                 idle_timeout,
@@ -71,7 +78,7 @@ impl Registry {
             self.inner.idle_timeout,
         );
         Slot {
-            addr: actor.start(),
+            addr: KeyActor::start_in_arbiter(&self.inner.home, move |_| actor),
             in_flight,
         }
     }

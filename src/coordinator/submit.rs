@@ -11,9 +11,20 @@ use crate::domain::Timestamp;
 use crate::store::{Commit, CommitOutcome, StoredValue};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// As for writes: how often the database may move on under a submit.
-const MAX_COMMIT_ATTEMPTS: usize = 5;
+/// How often the database may move on under a submit (only another
+/// instance can move it) before the submit is answered 503 and the draft
+/// stays. Each retry first waits a random pause that grows with the
+/// attempts, so that instances recovering drafts of one key take turns
+/// instead of moving it under each other again and again.
+const MAX_COMMIT_ATTEMPTS: u32 = 12;
+
+/// The pause after failed attempt `attempt` (from 1): up to 2 ms, doubling, at most 64 ms.
+fn retry_pause(attempt: u32) -> Duration {
+    let ceiling_ms = 2_u64 << attempt.saturating_sub(1).min(5);
+    Duration::from_micros(rand::random::<u64>() % (ceiling_ms * 1000 + 1))
+}
 
 pub(super) async fn apply_submit(env: KeyEnv, cached: Cached, submit: SubmitDraft) -> Cached {
     let (outcome, cached) = submit_draft(&env, cached, &submit).await;
@@ -52,7 +63,7 @@ async fn submit_draft(env: &KeyEnv, cached: Cached, submit: &SubmitDraft) -> (Su
         },
         None => None,
     };
-    for _ in 0..MAX_COMMIT_ATTEMPTS {
+    for attempt in 1..=MAX_COMMIT_ATTEMPTS {
         let theirs = current.as_ref().map(|c| &c.value);
         let merged = match three_way_merge(base.as_ref(), theirs, &draft.payload) {
             Ok(merged) => merged,
@@ -125,10 +136,13 @@ async fn submit_draft(env: &KeyEnv, cached: Cached, submit: &SubmitDraft) -> (Su
                 return (outcome, Cached::Known(Some(next)));
             }
             Ok(CommitOutcome::DraftGone) => return (SubmitOutcome::NotFound, Cached::Unknown),
-            Ok(CommitOutcome::VersionMoved) => match env.store.load_value(env.key.as_str()).await {
-                Ok(fresh) => current = fresh.map(Arc::new),
-                Err(error) => return failed(&error),
-            },
+            Ok(CommitOutcome::VersionMoved) => {
+                tokio::time::sleep(retry_pause(attempt)).await;
+                match env.store.load_value(env.key.as_str()).await {
+                    Ok(fresh) => current = fresh.map(Arc::new),
+                    Err(error) => return failed(&error),
+                }
+            }
             Err(error) => return failed(&error),
         }
     }
@@ -146,4 +160,23 @@ fn log_recovered(env: &KeyEnv, draft: &Draft, submit: &SubmitDraft, version: i64
         reason = draft.reason.as_str(),
         version,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_pauses_grow_and_stay_bounded() {
+        for _ in 0..200 {
+            assert!(retry_pause(1) <= Duration::from_millis(2));
+            assert!(retry_pause(3) <= Duration::from_millis(8));
+            assert!(retry_pause(MAX_COMMIT_ATTEMPTS) <= Duration::from_millis(64));
+        }
+        let waits: Duration = (1..=MAX_COMMIT_ATTEMPTS).map(|_| Duration::from_millis(64)).sum();
+        assert!(
+            waits < Duration::from_secs(1),
+            "a submit gives up within a second of pauses"
+        );
+    }
 }
