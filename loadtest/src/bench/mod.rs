@@ -75,6 +75,11 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 40.0)]
     pub memory_idle_secs: f64,
 
+    /// Passes of the memory run: RSS after eviction levels off once the
+    /// database's page caches are full, which takes more than one pass.
+    #[arg(long, default_value_t = 3)]
+    pub memory_passes: usize,
+
     /// One more flag for the coordinators of S and S1 (repeatable), such as
     /// `--server-arg=--log-level=coordinator=debug` to log every batch.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
@@ -271,7 +276,14 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<BenchReport> {
     if options.memory_keys > 0 {
         eprintln!("loadtest bench: memory run over {} keys per pass", options.memory_keys);
         // A failure here must not throw away the matrix measured above.
-        match MemoryRun::run(options.memory_keys, most_connections, options.memory_idle_secs).await {
+        match MemoryRun::run(
+            options.memory_keys,
+            options.memory_passes,
+            most_connections,
+            options.memory_idle_secs,
+        )
+        .await
+        {
             Ok(memory) => report.memory = Some(memory),
             Err(error) => report.memory_error = Some(format!("{error:#}")),
         }

@@ -118,10 +118,10 @@ pub struct MemoryPass {
 }
 
 impl MemoryRun {
-    /// Two passes of `keys` fresh keys each, `connections` at a time, with
-    /// `idle_secs` of actor idle timeout: the second shows whether memory
-    /// freed by eviction is reused or the process keeps growing.
-    pub async fn run(keys: usize, connections: usize, idle_secs: f64) -> anyhow::Result<Self> {
+    /// `passes` passes of `keys` fresh keys each, `connections` at a time,
+    /// with `idle_secs` of actor idle timeout: the later ones show whether
+    /// memory freed by eviction is reused or the process keeps growing.
+    pub async fn run(keys: usize, pass_count: usize, connections: usize, idle_secs: f64) -> anyhow::Result<Self> {
         let idle = vec!["--actor-idle-secs".to_owned(), idle_secs.to_string()];
         let target = Arc::new(Target::start(Design::S, None, connections, idle).await?);
         let pid = target
@@ -130,7 +130,7 @@ impl MemoryRun {
             .pid();
         let rss_at_start_mib = rss_mib(pid)?;
         let mut passes = Vec::new();
-        for pass in 1..=2 {
+        for pass in 1..=pass_count {
             let started = Instant::now();
             let failed = touch_keys(&target, &format!("mem{pass}-"), keys, connections).await;
             let seconds = started.elapsed().as_secs_f64();
