@@ -136,6 +136,7 @@ async fn submit_draft(env: &KeyEnv, cached: Cached, submit: &SubmitDraft) -> (Su
                 return (outcome, Cached::Known(Some(next)));
             }
             Ok(CommitOutcome::DraftGone) => return (SubmitOutcome::NotFound, Cached::Unknown),
+            Ok(CommitOutcome::VersionMoved) if attempt == MAX_COMMIT_ATTEMPTS => break,
             Ok(CommitOutcome::VersionMoved) => {
                 tokio::time::sleep(retry_pause(attempt)).await;
                 match env.store.load_value(env.key.as_str()).await {

@@ -107,9 +107,20 @@ impl BatchWriter {
             );
             match result {
                 Ok(outcomes) => {
+                    let mut unstored = Vec::new();
                     for ((item, reply), outcome) in items.into_iter().zip(replies).zip(outcomes) {
-                        reply.send(&item, Ok(outcome));
+                        match (item, reply, outcome) {
+                            (BatchItem::Draft(draft), Reply::Draft(then), ItemOutcome::DraftNotStored) => {
+                                unstored.push((draft, then))
+                            }
+                            (item, reply, outcome) => reply.send(&item, Ok(outcome)),
+                        }
                     }
+                    act.spool_drafts(
+                        unstored,
+                        "the database neither stored the draft nor holds one like it".into(),
+                        ctx,
+                    );
                     act.checkpoint(ctx);
                 }
                 Err(error) => {
@@ -136,6 +147,11 @@ impl BatchWriter {
                 (item, reply) => reply.send(&item, Err(error.clone())),
             }
         }
+        self.spool_drafts(spooled, error, ctx);
+    }
+
+    /// Keeps drafts the database did not take in the spool, then answers them.
+    fn spool_drafts(&mut self, spooled: Vec<(Draft, DraftThen)>, error: String, ctx: &mut Context<Self>) {
         if spooled.is_empty() {
             return;
         }
@@ -193,7 +209,12 @@ impl BatchWriter {
                 return Ok(0);
             }
             let items: Vec<BatchItem> = drafts.into_iter().map(BatchItem::Draft).collect();
-            store.write_batch(&items).await.map_err(std::io::Error::other)?;
+            let outcomes = store.write_batch(&items).await.map_err(std::io::Error::other)?;
+            if outcomes.contains(&ItemOutcome::DraftNotStored) {
+                // The spool keeps them all for the next round (those stored
+                // now are found as identical pending drafts then).
+                return Err(std::io::Error::other("a spooled draft was neither stored nor found"));
+            }
             spool.drained().await?;
             Ok::<_, std::io::Error>(items.len())
         };
@@ -231,8 +252,11 @@ async fn spool_draft(spool: &Spool, item: &BatchItem, db_error: String) -> Resul
 }
 
 /// How a job is answered, kept apart from what is written.
+/// What a draft's sender runs with the id it is stored under (none: not saved).
+type DraftThen = Box<dyn FnOnce(Option<String>) + Send>;
+
 enum Reply {
-    Draft(Box<dyn FnOnce(Option<String>) + Send>),
+    Draft(DraftThen),
     Commit(oneshot::Sender<Result<CommitOutcome, String>>),
 }
 
@@ -250,6 +274,7 @@ impl Reply {
                 let saved = match outcome {
                     Ok(ItemOutcome::DraftSaved(id)) => Ok(id),
                     Ok(ItemOutcome::Commit(_)) => Err("a draft was answered as a commit".into()),
+                    Ok(ItemOutcome::DraftNotStored) => Err("the draft was not stored".into()),
                     Err(error) => Err(error),
                 };
                 if let BatchItem::Draft(draft) = item {
@@ -260,7 +285,9 @@ impl Reply {
             Reply::Commit(reply) => {
                 let outcome = match outcome {
                     Ok(ItemOutcome::Commit(outcome)) => Ok(outcome),
-                    Ok(ItemOutcome::DraftSaved(_)) => Err("a commit was answered as a draft".into()),
+                    Ok(ItemOutcome::DraftSaved(_) | ItemOutcome::DraftNotStored) => {
+                        Err("a commit was answered as a draft".into())
+                    }
                     Err(error) => Err(error),
                 };
                 let _ = reply.send(outcome);

@@ -40,6 +40,10 @@ pub enum ItemOutcome {
     Commit(CommitOutcome),
     /// The id of the stored draft, or of the identical pending one.
     DraftSaved(String),
+    /// The draft was not inserted and no identical pending one was found
+    /// (one deleted by another connection in between, on PostgreSQL). The
+    /// rest of the batch is committed; the caller keeps this draft elsewhere.
+    DraftNotStored,
 }
 
 /// The commits of a batch, in the order they are written.
@@ -408,10 +412,10 @@ impl Store {
         }
         for (index, item) in items.iter().enumerate() {
             if let BatchItem::Draft(draft) = item {
-                let stored = draft_ids
-                    .get(&draft.id)
-                    .ok_or_else(|| sqlx::Error::Protocol(format!("draft {} was neither stored nor found", draft.id)))?;
-                outcomes[index] = Some(ItemOutcome::DraftSaved(stored.clone()));
+                outcomes[index] = Some(match draft_ids.get(&draft.id) {
+                    Some(stored) => ItemOutcome::DraftSaved(stored.clone()),
+                    None => ItemOutcome::DraftNotStored,
+                });
             }
         }
         Ok(outcomes
@@ -745,7 +749,7 @@ mod tests {
             .into_iter()
             .map(|outcome| match outcome {
                 ItemOutcome::Commit(outcome) => outcome,
-                ItemOutcome::DraftSaved(id) => panic!("a commit answered as draft {id}"),
+                draft => panic!("a commit answered as a draft: {draft:?}"),
             })
             .collect()
     }
@@ -775,6 +779,56 @@ mod tests {
         let history = store.history("a", 10).await.expect("a read");
         let versions: Vec<(i64, &str)> = history.iter().map(|h| (h.version, h.transaction_id.as_str())).collect();
         assert_eq!(versions, [(5, "t6"), (4, "t5"), (3, "t3"), (2, "t2"), (1, "t1")]);
+        store.close().await;
+    }
+
+    fn draft(payload: serde_json::Value) -> Draft {
+        use crate::domain::draft::{DraftReason, DraftSource};
+        Draft::new(DraftSource {
+            key: "a".into(),
+            username: "u".into(),
+            reason: DraftReason::Conflict,
+            payload,
+            if_match: Some("\"1\"".into()),
+            base_version: Some(1),
+            current_version: Some(2),
+            transaction_id: "t".into(),
+            last_error: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_draft_neither_stored_nor_found_does_not_undo_its_batch() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("batch.db").display());
+        let store = Store::connect(&url, 2).await.expect("the database opens");
+        store.migrate().await.expect("the migrations apply");
+
+        let first = draft(serde_json::json!(["first"]));
+        let stored = store
+            .write_batch(&[BatchItem::Draft(first.clone())])
+            .await
+            .expect("a batch");
+        assert_eq!(stored, [ItemOutcome::DraftSaved(first.id.clone())]);
+        // Identical: answered with the pending draft's id.
+        let mut same = draft(serde_json::json!(["first"]));
+        same.id = "another-id".into();
+        // Same id, other payload: not inserted, and nothing like it pending.
+        let mut clash = draft(serde_json::json!(["other"]));
+        clash.id = first.id.clone();
+        let outcomes = store
+            .write_batch(&[commit("k", None), BatchItem::Draft(same), BatchItem::Draft(clash)])
+            .await
+            .expect("the batch stands");
+        assert_eq!(
+            outcomes,
+            [
+                ItemOutcome::Commit(CommitOutcome::Committed),
+                ItemOutcome::DraftSaved(first.id.clone()),
+                ItemOutcome::DraftNotStored
+            ]
+        );
+        assert!(store.load_value("k").await.expect("a read").is_some());
         store.close().await;
     }
 

@@ -57,9 +57,11 @@ async fn a_failed_batch_acknowledges_nothing_and_keeps_every_payload_as_a_draft(
     let mut control = sqlx::SqliteConnection::connect(&url)
         .await
         .expect("a second connection");
-    // Any commit of the key `poisoned` makes its whole transaction fail.
+    // Creating the key `poisoned` makes its whole transaction fail. The
+    // batch has written the history of every key in it by then: only a
+    // rollback of the whole transaction undoes those rows.
     sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON storage_history WHEN NEW.key = 'poisoned' \
+        "CREATE TRIGGER poison BEFORE INSERT ON storage WHEN NEW.key = 'poisoned' \
          BEGIN SELECT RAISE(ABORT, 'injected batch failure'); END",
     )
     .execute(&mut control)
@@ -99,6 +101,11 @@ async fn a_failed_batch_acknowledges_nothing_and_keeps_every_payload_as_a_draft(
             "{key} was not written"
         );
     }
+    let history: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM storage_history WHERE key <> 'first'")
+        .fetch_one(&mut control)
+        .await
+        .expect("counting history rows");
+    assert_eq!(history, 0, "the failed batch left history rows behind");
     let drafts = app.my_drafts(&app.admin_token).await;
     assert_eq!(drafts.len(), 6);
     for draft in &drafts {
