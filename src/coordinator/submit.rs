@@ -174,10 +174,5 @@ mod tests {
             assert!(retry_pause(3) <= Duration::from_millis(8));
             assert!(retry_pause(MAX_COMMIT_ATTEMPTS) <= Duration::from_millis(64));
         }
-        let waits: Duration = (1..=MAX_COMMIT_ATTEMPTS).map(|_| Duration::from_millis(64)).sum();
-        assert!(
-            waits < Duration::from_secs(1),
-            "a submit gives up within a second of pauses"
-        );
     }
 }

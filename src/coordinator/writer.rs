@@ -251,10 +251,10 @@ async fn spool_draft(spool: &Spool, item: &BatchItem, db_error: String) -> Resul
     }
 }
 
-/// How a job is answered, kept apart from what is written.
 /// What a draft's sender runs with the id it is stored under (none: not saved).
 type DraftThen = Box<dyn FnOnce(Option<String>) + Send>;
 
+/// How a job is answered, kept apart from what is written.
 enum Reply {
     Draft(DraftThen),
     Commit(oneshot::Sender<Result<CommitOutcome, String>>),
