@@ -754,13 +754,19 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn a_batch_gives_the_outcomes_of_one_by_one_commits_on_sqlite() {
-        use CommitOutcome::{Committed, VersionMoved};
+    /// A migrated store on a fresh SQLite file, kept while the directory lives.
+    async fn sqlite_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let url = format!("sqlite://{}", dir.path().join("batch.db").display());
         let store = Store::connect(&url, 2).await.expect("the database opens");
         store.migrate().await.expect("the migrations apply");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_batch_gives_the_outcomes_of_one_by_one_commits_on_sqlite() {
+        use CommitOutcome::{Committed, VersionMoved};
+        let (_dir, store) = sqlite_store().await;
 
         let created = commit_outcomes(&store, &[commit_by("a", None, "t1"), commit_by("a", None, "t1b")]).await;
         assert_eq!(created, [Committed, VersionMoved]);
@@ -799,10 +805,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_draft_neither_stored_nor_found_does_not_undo_its_batch() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("batch.db").display());
-        let store = Store::connect(&url, 2).await.expect("the database opens");
-        store.migrate().await.expect("the migrations apply");
+        let (_dir, store) = sqlite_store().await;
 
         let first = draft(serde_json::json!(["first"]));
         let stored = store
